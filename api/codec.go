@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,10 +134,22 @@ func DecodeJSON(data []byte) (*Resource, error) {
 			body = []byte("{}")
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(spec); err != nil {
-		addDecodeError(v, root, err)
+	// encoding/json reports only the first problem, without list indices
+	// (and unknown fields without any path), so check the shape of the
+	// whole body against the Spec type first, then decode.
+	before := len(v.errs)
+	var generic any
+	gen := json.NewDecoder(bytes.NewReader(body))
+	gen.UseNumber()
+	if err := gen.Decode(&generic); err == nil {
+		checkShape(v, root, generic, reflect.TypeOf(spec))
+	}
+	if len(v.errs) == before {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(spec); err != nil {
+			addDecodeError(v, root, err)
+		}
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -191,6 +205,164 @@ func goTypeName(t string) string {
 		return "boolean"
 	}
 	return t
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// checkShape reports every value in val (a JSON document decoded into any
+// with UseNumber) that does not fit the Go type t: object keys that name no
+// field ("unknown field") and values of the wrong JSON type, each at its full
+// path (list indices and map keys included). Keys must match the JSON field
+// names exactly; encoding/json's case-insensitive matching is not accepted.
+// null fits every type. Types that decode themselves (Duration) are left to
+// their UnmarshalJSON.
+func checkShape(v *Validator, p Path, val any, t reflect.Type) {
+	if val == nil {
+		return
+	}
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		checkShape(v, p, val, t.Elem())
+	case reflect.Interface:
+		// anything goes
+	case reflect.Struct:
+		m, ok := val.(map[string]any)
+		if !ok {
+			shapeMismatch(v, p, "an object", val)
+			return
+		}
+		fields := jsonFields(t)
+		for _, k := range sortedKeys(m) {
+			ft, ok := fields[k]
+			if !ok {
+				v.Add(p.Field(k), "unknown field")
+				continue
+			}
+			checkShape(v, p.Field(k), m[k], ft)
+		}
+	case reflect.Map:
+		m, ok := val.(map[string]any)
+		if !ok {
+			shapeMismatch(v, p, "an object", val)
+			return
+		}
+		if t.Key().Kind() != reflect.String {
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			checkShape(v, p.Key(k), m[k], t.Elem())
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			if _, ok := val.(string); !ok {
+				shapeMismatch(v, p, "a base64 string", val)
+			}
+			return
+		}
+		l, ok := val.([]any)
+		if !ok {
+			shapeMismatch(v, p, "a list", val)
+			return
+		}
+		for i, e := range l {
+			checkShape(v, p.Index(i), e, t.Elem())
+		}
+	case reflect.String:
+		if _, ok := val.(string); !ok {
+			shapeMismatch(v, p, "a string", val)
+		}
+	case reflect.Bool:
+		if _, ok := val.(bool); !ok {
+			shapeMismatch(v, p, "a boolean", val)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := val.(json.Number)
+		if !ok {
+			shapeMismatch(v, p, "an integer", val)
+		} else if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
+			v.Add(p, "must be an integer between %d and %d, not %s", int64(-1)<<(t.Bits()-1), int64(1)<<(t.Bits()-1)-1, n)
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		n, ok := val.(json.Number)
+		if !ok {
+			shapeMismatch(v, p, "an integer", val)
+		} else if _, err := strconv.ParseUint(string(n), 10, t.Bits()); err != nil {
+			v.Add(p, "must be an integer between 0 and %d, not %s", uint64(math.MaxUint64)>>(64-t.Bits()), n)
+		}
+	case reflect.Float32, reflect.Float64:
+		n, ok := val.(json.Number)
+		if !ok {
+			shapeMismatch(v, p, "a number", val)
+		} else if _, err := strconv.ParseFloat(string(n), t.Bits()); err != nil {
+			v.Add(p, "must be a number, not %s", n)
+		}
+	}
+}
+
+func shapeMismatch(v *Validator, p Path, want string, got any) {
+	hint := ""
+	switch got.(type) {
+	case json.Number, bool:
+		if want == "a string" {
+			hint = " (quote the value in YAML)"
+		}
+	}
+	v.Add(p, "must be %s, not a JSON %s%s", want, jsonKind(got), hint)
+}
+
+func jsonKind(val any) string {
+	switch val.(type) {
+	case map[string]any:
+		return "object"
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case json.Number, float64:
+		return "number"
+	}
+	return "null"
+}
+
+// jsonFields maps the JSON names of a struct type's fields to their types,
+// following encoding/json's rules for tags and untagged embedded structs.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, sub := range jsonFields(ft) {
+					if _, taken := out[k]; !taken {
+						out[k] = sub
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }
 
 // Decode decodes one resource from YAML or JSON (JSON is YAML).
