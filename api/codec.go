@@ -482,7 +482,15 @@ func (d Duration) String() string {
 	return s
 }
 
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// MarshalJSON writes the duration text; an unparseable input is written back
+// as it came, so that a resource relayed by a client (meshctl → API) keeps
+// the problem for the server to report.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	if d.bad != "" {
+		return []byte(d.bad), nil
+	}
+	return json.Marshal(d.String())
+}
 
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
@@ -492,7 +500,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := ParseDuration(s)
 	if err != nil {
-		*d = Duration{bad: strconv.Quote(s)}
+		*d = Duration{bad: string(b)}
 		return nil
 	}
 	*d = Duration{Duration: v}

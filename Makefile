@@ -1,0 +1,40 @@
+# Meshfed. Everything the project needs comes through `go` (modules and the
+# pinned tools in go.mod); nothing else is installed.
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/meshfed/meshfed/cmd/internal/cli.Version=$(VERSION)
+# The test budget: `make test` must stay well under 15 minutes on 2 cores.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all build run test bench lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshd ./cmd/meshd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshctl ./cmd/meshctl
+
+# A local control plane on loopback with its data under .meshfed/dev.
+run: build
+	./$(BIN)/meshd dev
+
+# Every test, under the race detector. End-to-end tests under test/ build
+# their own meshd and meshctl binaries.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Benchmarks: package micro-benchmarks, then the HTTP API load generator
+# against a real meshd process. Figures are printed, never asserted.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./api/... ./global/...
+	$(GO) run ./test/bench/apibench -meshd ./$(BIN)/meshd
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+clean:
+	rm -rf $(BIN) .meshfed

@@ -1,0 +1,168 @@
+// Command meshd runs Meshfed's control planes: `meshd global` (a node of the
+// global cluster) and `meshd dev` (a local federation for trying it out).
+// This file holds flags, environment, config file, logger and signals only.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshfed/meshfed/cmd/internal/cli"
+	"github.com/meshfed/meshfed/global"
+)
+
+const envPrefix = "MESHFED"
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "meshd:", err)
+		os.Exit(1)
+	}
+}
+
+type common struct {
+	config    string
+	logLevel  string
+	logFormat string
+}
+
+func (c *common) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.config, "config", "", "YAML config file whose keys are this command's flag names (flags win over MESHFED_* environment variables, which win over the file)")
+	cmd.Flags().StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().StringVar(&c.logFormat, "log-format", "text", "log format: text, json")
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "meshd",
+		Short:         "Meshfed control plane",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newGlobalCmd(), newDevCmd(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "meshd", cli.Version) },
+	})
+	return root
+}
+
+// prepare layers env and config file under the flags and builds the logger.
+func prepare(cmd *cobra.Command, c *common) error {
+	// The config file path itself may come from the environment.
+	if !cmd.Flags().Changed("config") {
+		if v, ok := os.LookupEnv(cli.EnvName(envPrefix, "config")); ok {
+			c.config = v
+		}
+	}
+	return cli.Layer(cmd.Flags(), envPrefix, c.config, "config")
+}
+
+func newGlobalCmd() *cobra.Command {
+	var c common
+	var cfg global.Config
+	cmd := &cobra.Command{
+		Use:   "global",
+		Short: "Run a node of the global control plane",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prepare(cmd, &c); err != nil {
+				return err
+			}
+			logger, err := cli.NewLogger(c.logLevel, c.logFormat)
+			if err != nil {
+				return err
+			}
+			cfg.Version = cli.Version
+			srv, err := global.New(cfg, logger)
+			if err != nil {
+				return err
+			}
+			return runUntilSignal(srv.Run)
+		},
+	}
+	c.bind(cmd)
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeID, "node-id", "", "this node's id in the Raft cluster (default: the host name)")
+	f.StringVar(&cfg.DataDir, "data-dir", "meshfed-data", "directory for the Raft log, snapshots and the admin token")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:5681", "HTTP API listen address")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:5690", "Raft listen address (must be an IP other nodes can reach)")
+	f.BoolVar(&cfg.SkipDefaultMesh, "skip-default-mesh", false, "do not create the default Mesh when the store is first bootstrapped")
+	f.IntVar(&cfg.TimingMultiplier, "raft-timing-multiplier", 1, "scale Raft timeouts (1 = tuned for a LAN; raise on slow or loaded machines)")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted API request body")
+	return cmd
+}
+
+func newDevCmd() *cobra.Command {
+	var c common
+	var dataDir string
+	var apiAddr, raftAddr string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a local control plane on loopback with its data under a local folder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prepare(cmd, &c); err != nil {
+				return err
+			}
+			logger, err := cli.NewLogger(c.logLevel, c.logFormat)
+			if err != nil {
+				return err
+			}
+			globalDir := filepath.Join(dataDir, "global-1")
+			srv, err := global.New(global.Config{
+				NodeID: "global-1", DataDir: globalDir, APIAddr: apiAddr, RaftAddr: raftAddr, Version: cli.Version,
+			}, logger)
+			if err != nil {
+				return err
+			}
+			go announceDev(cmd, apiAddr, filepath.Join(globalDir, global.AdminTokenFile))
+			return runUntilSignal(srv.Run)
+		},
+	}
+	c.bind(cmd)
+	cmd.Flags().StringVar(&dataDir, "data-dir", ".meshfed/dev", "directory holding every node's data")
+	cmd.Flags().StringVar(&apiAddr, "api-addr", "127.0.0.1:5681", "global HTTP API listen address")
+	cmd.Flags().StringVar(&raftAddr, "raft-addr", "127.0.0.1:5690", "global Raft listen address")
+	return cmd
+}
+
+// announceDev prints how to talk to the dev control plane once its admin
+// token exists.
+func announceDev(cmd *cobra.Command, apiAddr, tokenPath string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(tokenPath); err == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), `
+Meshfed dev control plane is up.
+  API:         http://%s
+  admin token: %s
+Try:
+  export MESHCTL_API=http://%s MESHCTL_TOKEN=$(cat %s)
+  ./bin/meshctl get meshes
+
+`, apiAddr, tokenPath, apiAddr, tokenPath)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runUntilSignal runs fn until SIGINT or SIGTERM.
+func runUntilSignal(fn func(context.Context) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := fn(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
