@@ -44,9 +44,13 @@ type Config struct {
 	TimingMultiplier int
 	// ApplyTimeout bounds how long a write waits for Raft. Default 5s.
 	ApplyTimeout time.Duration
-	// SnapshotThreshold is how many log entries trigger a snapshot. Default
-	// 8192.
+	// SnapshotThreshold is how many log entries since the last snapshot make
+	// the next periodic check (SnapshotInterval) take one. Default 8192.
 	SnapshotThreshold uint64
+	// SnapshotInterval is how often Raft checks SnapshotThreshold (each wait
+	// is randomised between one and two intervals); a write alone never
+	// triggers a snapshot. Default 2m (Raft's own default).
+	SnapshotInterval time.Duration
 	// TrailingLogs is how many log entries are kept after a snapshot, so that
 	// a slightly lagging follower catches up without a snapshot install.
 	// Default 10240.
@@ -88,11 +92,17 @@ func (c *Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 2 * time.Minute
+	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
 	}
 	if c.MaxTombstones == 0 {
 		c.MaxTombstones = DefaultMaxTombstones
+	}
+	if c.MaxTombstones < 0 {
+		errs = append(errs, fmt.Errorf("max tombstones %d: must not be negative", c.MaxTombstones))
 	}
 	return errors.Join(errs...)
 }
@@ -124,8 +134,11 @@ type Node struct {
 	state  *State
 	fsm    *FSM
 
-	raft      atomic.Pointer[raft.Raft]
-	transport *raft.NetworkTransport
+	raft atomic.Pointer[raft.Raft]
+	// leaderReady is set once this node, as leader, has applied everything
+	// committed before its term (a barrier succeeded).
+	leaderReady atomic.Bool
+	transport   *raft.NetworkTransport
 }
 
 var _ rest.Store = (*Node)(nil)
@@ -167,7 +180,19 @@ func (n *Node) Run(ctx context.Context) error {
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	for {
-		if isLeader {
+		if isLeader && !n.leaderReady.Load() {
+			// A new leader has not necessarily applied everything committed
+			// before it won (after a restart, log entries past the snapshot
+			// are only applied once a new entry commits). A barrier does
+			// that; until it has, Ready reports not ready.
+			if err := r.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+				n.logger.Warn("leader barrier failed; retrying", "err", err)
+				retry.Reset(200 * time.Millisecond)
+			} else {
+				n.leaderReady.Store(true)
+			}
+		}
+		if isLeader && n.leaderReady.Load() {
 			if _, done := n.state.Meta(); !done {
 				if err := n.proposeBootstrap(); err != nil {
 					n.logger.Warn("bootstrap command failed; retrying", "err", err)
@@ -179,6 +204,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case isLeader = <-leaderCh:
+			n.leaderReady.Store(false)
 			n.logger.Info("raft leadership changed", "leader", isLeader, "node", n.cfg.NodeID)
 		case <-retry.C:
 		}
@@ -253,6 +279,7 @@ func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	c.LeaderLeaseTimeout = 125 * time.Millisecond * m
 	c.CommitTimeout = 10 * time.Millisecond * m
 	c.SnapshotThreshold = n.cfg.SnapshotThreshold
+	c.SnapshotInterval = n.cfg.SnapshotInterval
 	c.TrailingLogs = n.cfg.TrailingLogs
 	c.Logger = hlog
 	return c
@@ -350,6 +377,9 @@ func (n *Node) Ready() error {
 	if id, _ := n.Leader(); id == "" {
 		return errors.New("no raft leader")
 	}
+	if r.State() == raft.Leader && !n.leaderReady.Load() {
+		return errors.New("new leader is applying the log")
+	}
 	if _, ok := n.state.Meta(); !ok {
 		return errors.New("cluster not bootstrapped yet")
 	}
@@ -371,6 +401,9 @@ func (n *Node) consistent(ctx context.Context) error {
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
+		if timeout <= 0 { // raft reads a non-positive timeout as "none"
+			return &api.UnavailableError{Reason: "deadline exceeded before the read", RetryAfter: time.Second}
+		}
 	}
 	if err := r.Barrier(timeout).Error(); err != nil {
 		return n.raftError(err)

@@ -54,10 +54,10 @@ type ClusterMeta struct {
 type State struct {
 	mu sync.RWMutex
 
-	revision  uint64                                          // index of the last applied command
-	byKey     map[api.Key]*api.Resource                       // every live resource
+	revision  uint64                                         // index of the last applied command
+	byKey     map[api.Key]*api.Resource                      // every live resource
 	byType    map[string]map[string]map[string]*api.Resource // type → mesh → name
-	lastTouch map[api.Key]uint64                              // key → revision of its last change (live or deleted)
+	lastTouch map[api.Key]uint64                             // key → revision of its last change (live or deleted)
 
 	tombs         []tombstone // ordered by revision
 	tombFloor     uint64      // deletions at or below this revision may be forgotten
