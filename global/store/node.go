@@ -278,6 +278,9 @@ func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	c.ElectionTimeout = 250 * time.Millisecond * m
 	c.LeaderLeaseTimeout = 125 * time.Millisecond * m
 	c.CommitTimeout = 10 * time.Millisecond * m
+	// Let concurrent writers share one log append and fsync.
+	c.BatchApplyCh = true
+	c.MaxAppendEntries = 256
 	c.SnapshotThreshold = n.cfg.SnapshotThreshold
 	c.SnapshotInterval = n.cfg.SnapshotInterval
 	c.TrailingLogs = n.cfg.TrailingLogs
