@@ -87,8 +87,8 @@ func writeJSON(b *bytes.Buffer, v any) {
 // Defaults are not applied and nothing is validated: see Prepare.
 func DecodeJSON(data []byte) (*Resource, error) {
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, &ValidationError{Errors: []FieldError{{Message: "body is not a JSON object: " + err.Error()}}}
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, &ValidationError{Errors: []FieldError{{Message: "a resource must be a mapping of fields (type, name, ...), not " + describeJSONValue(data)}}}
 	}
 	v := &Validator{}
 	var typ string
@@ -156,6 +156,28 @@ func DecodeJSON(data []byte) (*Resource, error) {
 	}
 	r.Spec = spec
 	return r, nil
+}
+
+// describeJSONValue names the kind of a JSON value that should have been an
+// object: "a string", "a list", "malformed JSON (...)".
+func describeJSONValue(data []byte) string {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return "malformed JSON (" + jsonErrText(err) + ")"
+	}
+	switch v.(type) {
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case nil:
+		return "null"
+	}
+	return "that value"
 }
 
 func decodeField(v *Validator, raw map[string]json.RawMessage, key string, into any) {

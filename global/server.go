@@ -65,6 +65,12 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 		errs = append(errs, fmt.Errorf("raft-addr: %q is not host:port: %w", c.RaftAddr, err))
 	}
+	if c.TimingMultiplier < 0 || c.TimingMultiplier > 10 {
+		errs = append(errs, fmt.Errorf("raft-timing-multiplier: %d must be between 1 and 10", c.TimingMultiplier))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max-body-bytes: %d must not be negative", c.MaxBodyBytes))
+	}
 	return errors.Join(errs...)
 }
 

@@ -273,7 +273,9 @@ func newConfigCmd(g *globals) *cobra.Command {
 				}
 				token = strings.TrimSpace(string(b))
 			}
-			c, err := client.New(address, token, client.WithRetryTimeout(g.timeout))
+			// An interactive check: a typo in the address should fail now,
+			// not after the retry budget.
+			c, err := client.New(address, token, client.WithRetry(client.RetryPolicy{Disabled: true}))
 			if err != nil {
 				return fmt.Errorf("--address: %w", err)
 			}

@@ -33,6 +33,7 @@ type globals struct {
 	token      string
 	configPath string
 	timeout    time.Duration
+	retryFor   time.Duration
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -50,7 +51,8 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.api, "api", "", "control plane API URL (env MESHCTL_API; default: the current control plane of the config file)")
 	pf.StringVar(&g.token, "token", "", "API bearer token (env MESHCTL_TOKEN)")
 	pf.StringVar(&g.configPath, "config-file", "", "meshctl config file (env MESHCTL_CONFIG; default ~/.meshctl/config)")
-	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "give up on a call (retries included) after this long")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "give up on a command after this long")
+	pf.DurationVar(&g.retryFor, "retry-for", 10*time.Second, "keep retrying a call while the control plane is unavailable (503, e.g. during an election) or refuses connections, for up to this long; 0 disables retries")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return cli.Layer(cmd.Flags(), "MESHCTL", "")
 	}
@@ -86,7 +88,14 @@ func (g *globals) client() (*client.Client, error) {
 			token = cp.Token
 		}
 	}
-	return client.New(addr, token, client.WithRetryTimeout(g.timeout))
+	return client.New(addr, token, g.retryOption())
+}
+
+func (g *globals) retryOption() client.Option {
+	if g.retryFor <= 0 {
+		return client.WithRetry(client.RetryPolicy{Disabled: true})
+	}
+	return client.WithRetryTimeout(min(g.retryFor, g.timeout))
 }
 
 // problems is a list of errors reported together, with a closing line.

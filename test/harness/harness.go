@@ -119,7 +119,8 @@ func (p *Process) start(t testing.TB) {
 	}
 	fmt.Fprintf(logf, "\n==== start %s %s\n", p.bin, strings.Join(p.Args, " "))
 	cmd := exec.Command(p.bin, p.Args...)
-	cmd.Env = append(os.Environ(), p.Env...)
+	// Race-enabled binaries sleep 1 s at exit by default; a race still exits 66.
+	cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), p.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
