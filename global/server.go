@@ -3,6 +3,7 @@ package global
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +11,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,6 +24,7 @@ import (
 
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/rest"
+	"github.com/meshfed/meshfed/global/membership"
 	"github.com/meshfed/meshfed/global/store"
 )
 
@@ -35,6 +42,23 @@ type Config struct {
 	APIAddr string
 	// RaftAddr is the Raft transport's listen address (default port 5690).
 	RaftAddr string
+	// GossipAddr is the memberlist listen address (default port 5691).
+	GossipAddr string
+	// Join lists gossip addresses of other global nodes.
+	Join []string
+	// BootstrapExpect: wait for this many fresh nodes in gossip, then the one
+	// with the lowest id bootstraps Raft with all of them. 0 means 1 (bootstrap
+	// alone) without Join, and "never bootstrap, wait to be added" with Join.
+	BootstrapExpect int
+	// DeadServerThreshold: autopilot removes a server dead in gossip for
+	// longer than this (default 30s), keeping at least MinQuorum voters.
+	DeadServerThreshold time.Duration
+	// MinQuorum: autopilot never removes dead voters below this many
+	// (default 3).
+	MinQuorum int
+	// AutopilotInterval is how often the leader reconciles membership and
+	// Raft (besides on every gossip change). Default 1s.
+	AutopilotInterval time.Duration
 	// SkipDefaultMesh: do not create the default Mesh when the cluster is
 	// first bootstrapped.
 	SkipDefaultMesh bool
@@ -44,6 +68,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// Version is the build version shown at GET /.
 	Version string
+
+	// Test hooks: in-process clusters replace the transports to cut links.
+	RaftTransport   raft.Transport
+	GossipTransport memberlist.Transport
+	// HTTPClient carries calls to other nodes (forwarding, status). Default:
+	// a client with a 10s timeout.
+	HTTPClient *http.Client
 }
 
 // Validate checks the configuration and fills defaults.
@@ -62,8 +93,35 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
 		errs = append(errs, fmt.Errorf("api-addr: %q is not host:port: %w", c.APIAddr, err))
 	}
-	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.RaftTransport == nil {
 		errs = append(errs, fmt.Errorf("raft-addr: %q is not host:port: %w", c.RaftAddr, err))
+	}
+	if c.GossipAddr == "" && c.GossipTransport == nil {
+		errs = append(errs, errors.New("gossip-addr: must not be empty"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect: %d must not be negative", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect: %d nodes need --join addresses to find each other", c.BootstrapExpect))
+	}
+	if c.DeadServerThreshold == 0 {
+		c.DeadServerThreshold = 30 * time.Second
+	}
+	if c.DeadServerThreshold < 0 {
+		errs = append(errs, fmt.Errorf("autopilot-dead-threshold: %s must be positive", c.DeadServerThreshold))
+	}
+	if c.MinQuorum == 0 {
+		c.MinQuorum = 3
+	}
+	if c.MinQuorum < 1 {
+		errs = append(errs, fmt.Errorf("autopilot-min-quorum: %d must be at least 1", c.MinQuorum))
+	}
+	if c.AutopilotInterval == 0 {
+		c.AutopilotInterval = time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if c.TimingMultiplier < 0 || c.TimingMultiplier > 10 {
 		errs = append(errs, fmt.Errorf("raft-timing-multiplier: %d must be between 1 and 10", c.TimingMultiplier))
@@ -76,11 +134,13 @@ func (c *Config) Validate() error {
 
 // Server is one global node.
 type Server struct {
-	cfg      Config
-	logger   *slog.Logger
-	store    *store.Node
-	registry *prometheus.Registry
-	handler  http.Handler
+	cfg        Config
+	logger     *slog.Logger
+	store      *store.Node
+	members    *membership.Membership
+	httpClient *http.Client
+	registry   *prometheus.Registry
+	handler    http.Handler
 }
 
 // New builds a global node; it starts nothing (see Run).
@@ -88,24 +148,38 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	s := &Server{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), httpClient: cfg.HTTPClient}
 	node, err := store.New(store.Config{
 		NodeID:           cfg.NodeID,
 		DataDir:          cfg.DataDir,
 		RaftAddr:         cfg.RaftAddr,
-		Bootstrap:        true,
+		Transport:        cfg.RaftTransport,
+		Forwarder:        httpForwarder{s: s},
+		Bootstrap:        s.expect() == 1,
 		SkipDefaultMesh:  cfg.SkipDefaultMesh,
 		TimingMultiplier: cfg.TimingMultiplier,
 	}, logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: logger, store: node, registry: prometheus.NewRegistry()}
+	s.store = node
+	s.members, err = membership.New(membership.Config{
+		NodeID:           cfg.NodeID,
+		BindAddr:         cfg.GossipAddr,
+		Join:             cfg.Join,
+		TimingMultiplier: cfg.TimingMultiplier,
+		Meta:             s.meta,
+		Transport:        cfg.GossipTransport,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
 	s.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStoreCollector(node),
 	)
-	s.handler, err = rest.NewHandler(rest.Config{
+	apiHandler, err := rest.NewHandler(rest.Config{
 		Role:         api.RoleGlobal,
 		Store:        node,
 		Info:         s.info,
@@ -119,7 +193,30 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/", apiHandler)
+	mux.HandleFunc("GET /global/status", s.handleStatus)
+	mux.HandleFunc("POST /_internal/raft/apply", s.internal(s.handleApply))
+	mux.HandleFunc("POST /_internal/raft/read-index", s.internal(s.handleReadIndex))
+	mux.HandleFunc("POST /_internal/raft/leave", s.internal(s.handleLeave))
+	mux.HandleFunc("GET /_internal/status", s.internal(s.handleLocalStatus))
+	s.handler = mux
 	return s, nil
+}
+
+// Members returns the node's gossip membership (tests, dev).
+func (s *Server) Members() *membership.Membership { return s.members }
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if !s.authenticate(bearer(r)) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meshfed"`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(rest.ErrorBody{Title: "Unauthorized", Details: "this endpoint requires an \"Authorization: Bearer TOKEN\" header"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.status(r.Context()))
 }
 
 // Store returns the node's store (for tests and the dev federation).
@@ -158,25 +255,43 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("api-addr: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The parts run until the node has left the cluster, not merely until
+	// ctx ends: a graceful leave needs Raft, gossip and the API.
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
+	var wg sync.WaitGroup
+	background := func(fn func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(ctx) }()
+	}
 	storeDone := make(chan error, 1)
 	go func() { storeDone <- s.store.Run(ctx) }()
+	gossipDone := make(chan error, 1)
+	go func() { gossipDone <- s.members.Run(ctx) }()
 
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- srv.Serve(ln) }()
-	s.logger.Info("global node started", "node", s.cfg.NodeID, "api", ln.Addr().String(), "raft", s.cfg.RaftAddr, "data_dir", s.cfg.DataDir)
+	s.logger.Info("global node started", "node", s.cfg.NodeID, "api", ln.Addr().String(), "raft", s.cfg.RaftAddr,
+		"gossip", s.cfg.GossipAddr, "join", strings.Join(s.cfg.Join, ","), "data_dir", s.cfg.DataDir)
 
-	go s.writeAdminToken(ctx)
+	background(s.writeAdminToken)
+	background(s.announceIdentity)
+	background(s.bootstrapExpect)
+	background(s.autopilot)
 
 	var runErr error
 	select {
-	case <-ctx.Done():
+	case <-parent.Done():
+		s.leave()
 	case err := <-storeDone:
 		runErr = fmt.Errorf("store: %w", err)
 		storeDone <- err
+	case err := <-gossipDone:
+		runErr = fmt.Errorf("gossip: %w", err)
+		gossipDone <- err
 	case err := <-apiDone:
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = fmt.Errorf("api: %w", err)
@@ -186,8 +301,12 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stop()
 	_ = srv.Shutdown(shutdownCtx)
 	cancel()
+	wg.Wait()
 	if err := <-storeDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("store: %w", err)
+	}
+	if err := <-gossipDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("gossip: %w", err)
 	}
 	return runErr
 }

@@ -95,20 +95,34 @@ func newGlobalCmd() *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "meshfed-data", "directory for the Raft log, snapshots and the admin token")
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:5681", "HTTP API listen address")
 	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:5690", "Raft listen address (must be an IP other nodes can reach)")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:5691", "gossip (memberlist) listen address, UDP and TCP")
+	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of other global nodes to join (comma-separated)")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "wait for this many fresh nodes, then bootstrap Raft with all of them (default: 1 without --join; with --join, wait to be added by the cluster's leader)")
+	f.DurationVar(&cfg.DeadServerThreshold, "autopilot-dead-threshold", 30*time.Second, "remove a server from Raft after it has been dead in gossip this long")
+	f.IntVar(&cfg.MinQuorum, "autopilot-min-quorum", 3, "never remove dead voters below this many")
 	f.BoolVar(&cfg.SkipDefaultMesh, "skip-default-mesh", false, "do not create the default Mesh when the store is first bootstrapped")
-	f.IntVar(&cfg.TimingMultiplier, "raft-timing-multiplier", 1, "scale Raft timeouts (1 = tuned for a LAN; raise on slow or loaded machines)")
+	f.IntVar(&cfg.TimingMultiplier, "raft-timing-multiplier", 1, "scale Raft and gossip timeouts (1 = tuned for a LAN; raise on slow or loaded machines)")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted API request body")
 	return cmd
 }
 
+// devNodes is how many global nodes `meshd dev` runs.
+const devNodes = 3
+
+// devPortOffset separates the dev nodes' ports: node i (0-based) listens on
+// the default ports plus i*devPortOffset.
+const devPortOffset = 100
+
 func newDevCmd() *cobra.Command {
 	var c common
-	var dataDir string
-	var apiAddr, raftAddr string
+	var dataDir, host string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a local control plane on loopback with its data under a local folder",
-		Args:  cobra.NoArgs,
+		Short: "Run a local federation on loopback (three global nodes in one process), data under a local folder",
+		Long: fmt.Sprintf(`Run a local federation in one process with its data under --data-dir:
+%d global nodes forming a Raft cluster through gossip. Node i (1-based) listens on
+API 5681, Raft 5690 and gossip 5691, each plus (i-1)*%d.`, devNodes, devPortOffset),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := prepare(cmd, &c); err != nil {
 				return err
@@ -117,21 +131,46 @@ func newDevCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			globalDir := filepath.Join(dataDir, "global-1")
-			srv, err := global.New(global.Config{
-				NodeID: "global-1", DataDir: globalDir, APIAddr: apiAddr, RaftAddr: raftAddr, Version: cli.Version,
-			}, logger)
-			if err != nil {
-				return err
+			addr := func(port, i int) string { return fmt.Sprintf("%s:%d", host, port+i*devPortOffset) }
+			var join []string
+			for i := 0; i < devNodes; i++ {
+				join = append(join, addr(5691, i))
 			}
-			go announceDev(cmd, apiAddr, filepath.Join(globalDir, global.AdminTokenFile))
-			return runUntilSignal(srv.Run)
+			var servers []*global.Server
+			for i := 0; i < devNodes; i++ {
+				id := fmt.Sprintf("global-%d", i+1)
+				srv, err := global.New(global.Config{
+					NodeID: id, DataDir: filepath.Join(dataDir, id),
+					APIAddr: addr(5681, i), RaftAddr: addr(5690, i), GossipAddr: addr(5691, i),
+					Join: join, BootstrapExpect: devNodes, Version: cli.Version,
+				}, logger.With("node", id))
+				if err != nil {
+					return err
+				}
+				servers = append(servers, srv)
+			}
+			go announceDev(cmd, addr(5681, 0), filepath.Join(dataDir, "global-1", global.AdminTokenFile))
+			return runUntilSignal(func(ctx context.Context) error {
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				errs := make(chan error, len(servers))
+				for _, srv := range servers {
+					go func() { errs <- srv.Run(ctx) }()
+				}
+				var first error
+				for range servers {
+					if err := <-errs; err != nil && first == nil {
+						first = err
+						cancel() // one node failed: stop the federation
+					}
+				}
+				return first
+			})
 		},
 	}
 	c.bind(cmd)
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".meshfed/dev", "directory holding every node's data")
-	cmd.Flags().StringVar(&apiAddr, "api-addr", "127.0.0.1:5681", "global HTTP API listen address")
-	cmd.Flags().StringVar(&raftAddr, "raft-addr", "127.0.0.1:5690", "global Raft listen address")
+	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "loopback address every node listens on")
 	return cmd
 }
 
@@ -142,7 +181,7 @@ func announceDev(cmd *cobra.Command, apiAddr, tokenPath string) {
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(tokenPath); err == nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), `
-Meshfed dev control plane is up.
+Meshfed dev federation is up: 3 global nodes (APIs on ports 5681, 5781, 5881).
   API:         http://%s
   admin token: %s
 Try:

@@ -32,6 +32,12 @@ type Config struct {
 	RaftAddr string
 	// AdvertiseAddr is the Raft address other nodes dial; default RaftAddr.
 	AdvertiseAddr string
+	// Transport replaces the Raft TCP transport (in-process tests use
+	// raft.InmemTransport to cut links). RaftAddr must then be its address.
+	Transport raft.Transport
+	// Forwarder sends writes and read-index requests to the leader when this
+	// node is a follower. Nil: followers answer them with NotLeaderError.
+	Forwarder Forwarder
 	// Bootstrap makes a node with no Raft state bootstrap a cluster of
 	// itself alone.
 	Bootstrap bool
@@ -69,13 +75,15 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must not be empty"))
 	}
-	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.Transport == nil {
 		errs = append(errs, fmt.Errorf("raft address %q: %w", c.RaftAddr, err))
 	}
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.RaftAddr
 	}
-	if host, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+	if c.Transport != nil {
+		// addresses are the transport's
+	} else if host, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
 		errs = append(errs, fmt.Errorf("raft advertise address %q: %w", c.AdvertiseAddr, err))
 	} else if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		errs = append(errs, fmt.Errorf("raft advertise address %q: must be an IP other nodes can dial", c.AdvertiseAddr))
@@ -138,7 +146,10 @@ type Node struct {
 	// leaderReady is set once this node, as leader, has applied everything
 	// committed before its term (a barrier succeeded).
 	leaderReady atomic.Bool
-	transport   *raft.NetworkTransport
+	// hadState: the node had Raft state when it started (or bootstrapped).
+	hadState atomic.Bool
+	// started is closed once Raft runs.
+	started chan struct{}
 }
 
 var _ rest.Store = (*Node)(nil)
@@ -150,7 +161,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	st := NewState()
 	st.maxTombstones = cfg.MaxTombstones
-	return &Node{cfg: cfg, logger: logger, state: st, fsm: NewFSM(st)}, nil
+	return &Node{cfg: cfg, logger: logger, state: st, fsm: NewFSM(st), started: make(chan struct{})}, nil
 }
 
 // State returns the node's FSM state (for readers: the API, the sync server).
@@ -169,6 +180,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.raft.Store(r)
+	close(n.started)
 	defer func() {
 		if err := r.Shutdown().Error(); err != nil {
 			n.logger.Warn("raft shutdown", "err", err)
@@ -231,36 +243,41 @@ func (n *Node) start() (*raft.Raft, func(), error) {
 		bolt.Close()
 		return nil, nil, err
 	}
-	adv, err := net.ResolveTCPAddr("tcp", n.cfg.AdvertiseAddr)
-	if err != nil {
-		bolt.Close()
-		return nil, nil, fmt.Errorf("raft advertise address: %w", err)
+	trans := n.cfg.Transport
+	if trans == nil {
+		adv, err := net.ResolveTCPAddr("tcp", n.cfg.AdvertiseAddr)
+		if err != nil {
+			bolt.Close()
+			return nil, nil, fmt.Errorf("raft advertise address: %w", err)
+		}
+		tcp, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
+		if err != nil {
+			bolt.Close()
+			return nil, nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
+		}
+		trans = tcp
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
-	if err != nil {
-		bolt.Close()
-		return nil, nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
-	}
-	n.transport = trans
 	closeAll := func() {
-		trans.Close()
+		if c, ok := trans.(interface{ Close() error }); ok {
+			c.Close()
+		}
 		bolt.Close()
 	}
 	rc := n.raftConfig(hlog)
-	if n.cfg.Bootstrap {
-		existing, err := raft.HasExistingState(logs, bolt, snaps)
-		if err != nil {
+	existing, err := raft.HasExistingState(logs, bolt, snaps)
+	if err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	n.hadState.Store(existing)
+	if n.cfg.Bootstrap && !existing {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		if err := raft.BootstrapCluster(rc, logs, bolt, snaps, trans, conf); err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("inspect raft state: %w", err)
+			return nil, nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
-		if !existing {
-			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
-			if err := raft.BootstrapCluster(rc, logs, bolt, snaps, trans, conf); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("bootstrap raft: %w", err)
-			}
-			n.logger.Info("bootstrapped a new single-node raft cluster", "node", n.cfg.NodeID)
-		}
+		n.hadState.Store(true)
+		n.logger.Info("bootstrapped a new single-node raft cluster", "node", n.cfg.NodeID)
 	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, bolt, snaps, trans)
 	if err != nil {
@@ -297,12 +314,16 @@ func (n *Node) proposeBootstrap() error {
 	if _, err := rand.Read(id); err != nil {
 		return err
 	}
-	res, err := n.propose(CmdBootstrap, BootstrapCommand{
+	data, err := EncodeCommand(CmdBootstrap, BootstrapCommand{
 		ClusterID:         formatUUID(id),
 		AdminToken:        hex.EncodeToString(token),
 		CreateDefaultMesh: !n.cfg.SkipDefaultMesh,
 		Now:               time.Now().UTC(),
 	})
+	if err != nil {
+		return err
+	}
+	res, err := n.proposeRaw(data)
 	if err == nil && res.Created {
 		n.logger.Info("created the default mesh", "mesh", "default", "revision", res.Resource.Revision)
 	}
@@ -331,19 +352,33 @@ func (n *Node) notLeader() error {
 	return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
 }
 
-// propose appends a command to the Raft log on the leader and returns the
-// FSM's result once it is applied here.
-func (n *Node) propose(t CommandType, body any) (ApplyResult, error) {
-	r := n.raft.Load()
-	if r == nil {
-		return ApplyResult{}, &api.UnavailableError{Reason: "raft is starting", RetryAfter: time.Second}
-	}
-	if r.State() != raft.Leader {
-		return ApplyResult{}, n.notLeader()
-	}
+// propose appends a command to the Raft log and returns the FSM's result.
+// On a follower with a Forwarder, the leader proposes it instead.
+func (n *Node) propose(ctx context.Context, t CommandType, body any) (ApplyResult, error) {
 	data, err := EncodeCommand(t, body)
 	if err != nil {
 		return ApplyResult{}, err
+	}
+	return n.proposeEncoded(ctx, data, true)
+}
+
+func (n *Node) proposeEncoded(ctx context.Context, data []byte, forward bool) (ApplyResult, error) {
+	r, err := n.running()
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	if r.State() != raft.Leader {
+		leaderID, _ := n.Leader()
+		if !forward || n.cfg.Forwarder == nil || leaderID == "" || leaderID == n.cfg.NodeID {
+			return ApplyResult{}, n.notLeader()
+		}
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+		res, err := n.cfg.Forwarder.Apply(ctx, leaderID, data)
+		if err != nil {
+			return ApplyResult{}, err
+		}
+		return res, res.Err
 	}
 	f := r.Apply(data, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
@@ -354,6 +389,11 @@ func (n *Node) propose(t CommandType, body any) (ApplyResult, error) {
 		return ApplyResult{}, fmt.Errorf("unexpected FSM response %T", f.Response())
 	}
 	return res, res.Err
+}
+
+// proposeRaw proposes an already encoded command here, never forwarding.
+func (n *Node) proposeRaw(data []byte) (ApplyResult, error) {
+	return n.proposeEncoded(context.Background(), data, false)
 }
 
 // raftError maps raft's errors to the API's: every "not now" is 503.
@@ -389,14 +429,37 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// consistent makes the next read linearizable: a Raft barrier on the leader
-// commits an entry of the current term and waits until the FSM has applied
-// everything before it, so the read sees every write acknowledged before it
-// began.
+// consistent makes the next read linearizable. On the leader, a Raft
+// barrier commits an entry of the current term and waits until the FSM has
+// applied everything before it. On a follower, the leader does that and
+// answers its revision (read index); the follower waits until it has applied
+// that revision, then reads locally.
 func (n *Node) consistent(ctx context.Context) error {
-	r := n.raft.Load()
-	if r == nil {
-		return &api.UnavailableError{Reason: "raft is starting", RetryAfter: time.Second}
+	r, err := n.running()
+	if err != nil {
+		return err
+	}
+	if r.State() == raft.Leader {
+		return n.barrier(ctx)
+	}
+	leaderID, _ := n.Leader()
+	if n.cfg.Forwarder == nil || leaderID == "" || leaderID == n.cfg.NodeID {
+		return n.notLeader()
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	rev, err := n.cfg.Forwarder.ReadIndex(ctx, leaderID)
+	if err != nil {
+		return err
+	}
+	return n.waitRevision(ctx, rev)
+}
+
+// barrier is the leader's half of a linearizable read.
+func (n *Node) barrier(ctx context.Context) error {
+	r, err := n.running()
+	if err != nil {
+		return err
 	}
 	if r.State() != raft.Leader {
 		return n.notLeader()
@@ -450,7 +513,7 @@ func (n *Node) Put(ctx context.Context, r *api.Resource, opts rest.WriteOptions)
 	if err != nil {
 		return nil, false, err
 	}
-	res, err := n.propose(CmdPut, PutCommand{Resource: body, ExpectRevision: opts.ExpectRevision, Now: time.Now().UTC()})
+	res, err := n.propose(ctx, CmdPut, PutCommand{Resource: body, ExpectRevision: opts.ExpectRevision, Now: time.Now().UTC()})
 	if err != nil {
 		return nil, false, err
 	}
@@ -459,6 +522,6 @@ func (n *Node) Put(ctx context.Context, r *api.Resource, opts rest.WriteOptions)
 
 // Delete implements rest.Store.
 func (n *Node) Delete(ctx context.Context, key api.Key, opts rest.WriteOptions) error {
-	_, err := n.propose(CmdDelete, DeleteCommand{Type: key.Type, Mesh: key.Mesh, Name: key.Name, ExpectRevision: opts.ExpectRevision})
+	_, err := n.propose(ctx, CmdDelete, DeleteCommand{Type: key.Type, Mesh: key.Mesh, Name: key.Name, ExpectRevision: opts.ExpectRevision})
 	return err
 }

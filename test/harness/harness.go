@@ -253,9 +253,10 @@ func WaitReady(t testing.TB, url string, timeout time.Duration) {
 // Global is a started `meshd global` node.
 type Global struct {
 	*Process
-	DataDir  string
-	APIAddr  string
-	RaftAddr string
+	DataDir    string
+	APIAddr    string
+	RaftAddr   string
+	GossipAddr string
 }
 
 // URL is the node's API base URL.
@@ -277,9 +278,9 @@ func (g *Global) Token(t testing.TB) string {
 // with its data in a new directory under dir, and waits until it is ready.
 func StartGlobal(t testing.TB, bins Binaries, dir, name string, extra ...string) *Global {
 	t.Helper()
-	g := &Global{DataDir: filepath.Join(dir, name+"-data"), APIAddr: FreeAddr(t), RaftAddr: FreeAddr(t)}
+	g := &Global{DataDir: filepath.Join(dir, name+"-data"), APIAddr: FreeAddr(t), RaftAddr: FreeAddr(t), GossipAddr: FreeAddr(t)}
 	args := append([]string{"global", "--node-id", name, "--data-dir", g.DataDir,
-		"--api-addr", g.APIAddr, "--raft-addr", g.RaftAddr, "--log-level", "debug"}, extra...)
+		"--api-addr", g.APIAddr, "--raft-addr", g.RaftAddr, "--gossip-addr", g.GossipAddr, "--log-level", "debug"}, extra...)
 	g.Process = Start(t, dir, name, bins.Meshd, args)
 	WaitReady(t, g.URL(), 30*time.Second)
 	return g
