@@ -68,6 +68,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Version is the build version shown at GET /.
 	Version string
+	// NoLeaveOnShutdown skips the graceful leave when Run's context ends
+	// (meshd dev stops every node at once, where leaving makes no sense).
+	NoLeaveOnShutdown bool
 
 	// Test hooks: in-process clusters replace the transports to cut links.
 	RaftTransport   raft.Transport
@@ -285,7 +288,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-parent.Done():
-		s.leave()
+		if !s.cfg.NoLeaveOnShutdown {
+			s.leave()
+		}
 	case err := <-storeDone:
 		runErr = fmt.Errorf("store: %w", err)
 		storeDone <- err

@@ -142,7 +142,7 @@ API 5681, Raft 5690 and gossip 5691, each plus (i-1)*%d.`, devNodes, devPortOffs
 				srv, err := global.New(global.Config{
 					NodeID: id, DataDir: filepath.Join(dataDir, id),
 					APIAddr: addr(5681, i), RaftAddr: addr(5690, i), GossipAddr: addr(5691, i),
-					Join: join, BootstrapExpect: devNodes, Version: cli.Version,
+					Join: join, BootstrapExpect: devNodes, Version: cli.Version, NoLeaveOnShutdown: true,
 				}, logger.With("node", id))
 				if err != nil {
 					return err
