@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/meshfed/meshfed/cmd/internal/cli.Version=$(VERSION)
 # The test budget: `make test` must stay well under 15 minutes on 2 cores.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build run test bench lint clean
+.PHONY: all build run test bench lint proto clean
 
 all: build
 
@@ -35,6 +35,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+# Regenerate the sync protocol's Go code (committed) from sync/proto with
+# buf and the protoc plugins pinned as tools in go.mod.
+proto:
+	cd sync/proto && $(GO) tool buf lint && $(GO) tool buf generate
 
 clean:
 	rm -rf $(BIN) .meshfed
