@@ -163,3 +163,14 @@ func TypeNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Labels Meshfed sets on resources a zone reported, as Kuma does.
+const (
+	// LabelZone names the zone a resource came from.
+	LabelZone = "kuma.io/zone"
+	// LabelOrigin is "zone" on resources a zone reported, "global" otherwise.
+	LabelOrigin = "kuma.io/origin"
+	// LabelDisplayName keeps a zone resource's own name when global stores it
+	// under a zone-qualified one.
+	LabelDisplayName = "kuma.io/display-name"
+)
