@@ -182,7 +182,7 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 	}
 	sess := &session{s: s, stream: stream, zone: zone, replica: hello.GetReplicaId(),
 		builder: &batch.Builder{Feed: s.cfg.Feed, Filter: s.cfg.Filter(zone), MaxBytes: s.cfg.MaxMessageBytes},
-		logger: s.logger.With("zone", zone, "replica", hello.GetReplicaId())}
+		logger:  s.logger.With("zone", zone, "replica", hello.GetReplicaId())}
 	s.cfg.Insights.Connected(zone, sess.replica, s.cfg.NodeID, time.Now())
 	err = sess.run(ctx, hello, recv, recvErr)
 	s.cfg.Insights.Disconnected(zone, sess.replica, time.Now(), err)
