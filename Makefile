@@ -25,11 +25,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Benchmarks: package micro-benchmarks, then the HTTP API load generator
-# against a real meshd process. Figures are printed, never asserted.
+# Benchmarks: package micro-benchmarks, the HTTP API load generator against
+# a real meshd process, then a real three-node cluster (writes through every
+# node, leader failover). Figures are printed, never asserted.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./api/... ./global/...
 	$(GO) run ./test/bench/apibench -meshd ./$(BIN)/meshd
+	$(GO) run ./test/bench/clusterbench -meshd ./$(BIN)/meshd
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

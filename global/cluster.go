@@ -15,6 +15,11 @@ import (
 // meta is what this node advertises in gossip.
 func (s *Server) meta() membership.Meta {
 	cm, _ := s.store.State().Meta()
+	if cm.ClusterID == "" {
+		// Restarting: the log is not replayed yet, but the node must not
+		// pass for a fresh one of no cluster.
+		cm.ClusterID, _ = s.savedClusterID.Load().(string)
+	}
 	return membership.Meta{
 		RaftAddr:  s.cfg.RaftAddr,
 		APIAddr:   s.cfg.APIAddr,
@@ -158,6 +163,15 @@ func (s *Server) reconcile() {
 		if srv, ok := inRaft[m.ID]; ok && srv.Address == m.Meta.RaftAddr {
 			continue
 		}
+		if m.Meta.HasState && m.Meta.ClusterID == "" {
+			// Raft state of a cluster it does not name (yet): it may be
+			// another cluster's; replicating our log to it would destroy it.
+			s.logger.Debug("autopilot: not adding a node with Raft state of an unknown cluster", "node", m.ID)
+			continue
+		}
+		if m.Meta.Leaving || s.isLeaving(m) {
+			continue // leaving gracefully: it asked to be removed
+		}
 		s.logger.Info("autopilot: adding a voter", "node", m.ID, "raft", m.Meta.RaftAddr)
 		if err := s.store.AddVoter(m.ID, m.Meta.RaftAddr); err != nil {
 			s.logger.Warn("autopilot: add voter", "node", m.ID, "err", err)
@@ -192,6 +206,34 @@ func (s *Server) reconcile() {
 		}
 	}
 }
+
+// noteLeaving remembers that a node asked this leader to remove it.
+func (s *Server) noteLeaving(id string) {
+	s.leavingMu.Lock()
+	defer s.leavingMu.Unlock()
+	if s.leaving == nil {
+		s.leaving = map[string]time.Time{}
+	}
+	s.leaving[id] = time.Now()
+}
+
+// isLeaving: m asked to be removed and has not left and come back since
+// (its gossip state has not changed since the request).
+func (s *Server) isLeaving(m membership.Member) bool {
+	s.leavingMu.Lock()
+	defer s.leavingMu.Unlock()
+	at, ok := s.leaving[m.ID]
+	if ok && (m.Since.After(at) || time.Since(at) > leavingMemory) {
+		delete(s.leaving, m.ID) // it went and came back: a new member
+		return false
+	}
+	return ok
+}
+
+// leavingMemory bounds how long a leader keeps a node that asked to leave
+// out of Raft while gossip still shows it alive (its leave broadcast lost,
+// or it restarted at once).
+const leavingMemory = 30 * time.Second
 
 // leave is the graceful part of a shutdown: hand leadership over, have the
 // leader remove this node from Raft, then leave gossip.

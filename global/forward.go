@@ -142,6 +142,7 @@ func (s *Server) handleLeave(r *http.Request, body []byte) (any, error) {
 		return nil, &api.ConflictError{Reason: "the leader cannot remove itself; transfer leadership first"}
 	}
 	s.logger.Info("removing a node that leaves gracefully", "node", req.ID)
+	s.noteLeaving(req.ID)
 	if err := s.store.RemoveServer(req.ID); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -31,6 +32,12 @@ import (
 // AdminTokenFile is the name of the file, in the data dir, that holds the
 // admin token once the cluster is bootstrapped.
 const AdminTokenFile = "admin-token"
+
+// ClusterIDFile is the name of the file, in the data dir, that remembers
+// the id of the cluster whose Raft state the node holds. A node restarting
+// announces it in gossip at once, before it has replayed its log, so that
+// it never merges with (or is given a vote in) another cluster.
+const ClusterIDFile = "cluster-id"
 
 // Config configures one global node.
 type Config struct {
@@ -64,6 +71,9 @@ type Config struct {
 	SkipDefaultMesh bool
 	// TimingMultiplier scales Raft timeouts; see store.Config.
 	TimingMultiplier int
+	// DeadNodeReclaim is how long after a node's death in gossip a new node
+	// may take its id at another address (replacement); default 5s.
+	DeadNodeReclaim time.Duration
 	// MaxBodyBytes limits API request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	// Version is the build version shown at GET /.
@@ -71,6 +81,11 @@ type Config struct {
 	// NoLeaveOnShutdown skips the graceful leave when Run's context ends
 	// (meshd dev stops every node at once, where leaving makes no sense).
 	NoLeaveOnShutdown bool
+	// SnapshotThreshold, SnapshotInterval and TrailingLogs tune Raft
+	// snapshots; zero keeps store.Config's defaults (see there).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 
 	// Test hooks: in-process clusters replace the transports to cut links.
 	RaftTransport   raft.Transport
@@ -144,6 +159,15 @@ type Server struct {
 	httpClient *http.Client
 	registry   *prometheus.Registry
 	handler    http.Handler
+	// skipLeave: the next shutdown skips the graceful leave (SkipLeave).
+	skipLeave atomic.Bool
+	// savedClusterID is ClusterIDFile's content when Run started.
+	savedClusterID atomic.Value // string
+	// leaving: nodes this node, as leader, removed because they are leaving
+	// gracefully, and when; autopilot does not add them back while their
+	// gossip state is the one they left from.
+	leavingMu sync.Mutex
+	leaving   map[string]time.Time
 }
 
 // New builds a global node; it starts nothing (see Run).
@@ -153,14 +177,17 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), httpClient: cfg.HTTPClient}
 	node, err := store.New(store.Config{
-		NodeID:           cfg.NodeID,
-		DataDir:          cfg.DataDir,
-		RaftAddr:         cfg.RaftAddr,
-		Transport:        cfg.RaftTransport,
-		Forwarder:        httpForwarder{s: s},
-		Bootstrap:        s.expect() == 1,
-		SkipDefaultMesh:  cfg.SkipDefaultMesh,
-		TimingMultiplier: cfg.TimingMultiplier,
+		NodeID:            cfg.NodeID,
+		DataDir:           cfg.DataDir,
+		RaftAddr:          cfg.RaftAddr,
+		Transport:         cfg.RaftTransport,
+		Forwarder:         httpForwarder{s: s},
+		Bootstrap:         s.expect() == 1,
+		SkipDefaultMesh:   cfg.SkipDefaultMesh,
+		TimingMultiplier:  cfg.TimingMultiplier,
+		SnapshotThreshold: cfg.SnapshotThreshold,
+		SnapshotInterval:  cfg.SnapshotInterval,
+		TrailingLogs:      cfg.TrailingLogs,
 	}, logger)
 	if err != nil {
 		return nil, err
@@ -171,6 +198,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		BindAddr:         cfg.GossipAddr,
 		Join:             cfg.Join,
 		TimingMultiplier: cfg.TimingMultiplier,
+		DeadNodeReclaim:  cfg.DeadNodeReclaim,
 		Meta:             s.meta,
 		Transport:        cfg.GossipTransport,
 	}, logger)
@@ -203,9 +231,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST /_internal/raft/read-index", s.internal(s.handleReadIndex))
 	mux.HandleFunc("POST /_internal/raft/leave", s.internal(s.handleLeave))
 	mux.HandleFunc("GET /_internal/status", s.internal(s.handleLocalStatus))
-	s.handler = mux
+	s.handler = s.untilIdentity(mux)
 	return s, nil
 }
+
+// SkipLeave makes the shutdown that follows (Run's context ending) skip the
+// graceful leave, as NoLeaveOnShutdown does: in-process tests use it to stop
+// a node as abruptly as a kill -9 would.
+func (s *Server) SkipLeave() { s.skipLeave.Store(true) }
 
 // Members returns the node's gossip membership (tests, dev).
 func (s *Server) Members() *membership.Membership { return s.members }
@@ -240,6 +273,23 @@ func (s *Server) info() rest.Info {
 	}
 }
 
+// untilIdentity answers 503 with Retry-After to calls carrying a token
+// while this node has not applied the bootstrap command yet (it is starting,
+// or it has just joined and is receiving the log): it cannot check the token,
+// and a 401 would tell a client with a valid token that it is not.
+func (s *Server) untilIdentity(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.store.State().Meta(); !ok && r.Header.Get("Authorization") != "" {
+			rest.WriteError(w, r, s.logger, &api.UnavailableError{
+				Reason:     "this node has not received the cluster's identity yet (it is starting or catching up)",
+				RetryAfter: time.Second,
+			})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) authenticate(token string) bool {
 	meta, ok := s.store.State().Meta()
 	if !ok || meta.AdminToken == "" || token == "" {
@@ -253,6 +303,9 @@ func (s *Server) authenticate(token string) bool {
 func (s *Server) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data-dir: %w", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, ClusterIDFile)); err == nil {
+		s.savedClusterID.Store(strings.TrimSpace(string(b)))
 	}
 	ln, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
@@ -288,7 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-parent.Done():
-		if !s.cfg.NoLeaveOnShutdown {
+		if !s.cfg.NoLeaveOnShutdown && !s.skipLeave.Load() {
 			s.leave()
 		}
 	case err := <-storeDone:
@@ -318,25 +371,17 @@ func (s *Server) Run(ctx context.Context) error {
 
 // writeAdminToken writes the replicated admin token to DataDir/admin-token
 // (mode 0600) once the cluster is bootstrapped, so that an operator on any
-// node can read it.
+// node can read it, and the cluster id to DataDir/cluster-id.
 func (s *Server) writeAdminToken(ctx context.Context) {
 	st := s.store.State()
 	for {
 		changed := st.Watch()
 		if meta, ok := st.Meta(); ok {
-			path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
-			if cur, err := os.ReadFile(path); err == nil && string(cur) == meta.AdminToken+"\n" {
-				return
+			if s.writeDataFile(ClusterIDFile, meta.ClusterID) {
+				s.savedClusterID.Store(meta.ClusterID)
 			}
-			tmp := path + ".tmp"
-			err := os.WriteFile(tmp, []byte(meta.AdminToken+"\n"), 0o600)
-			if err == nil {
-				err = os.Rename(tmp, path)
-			}
-			if err != nil {
-				s.logger.Error("write admin token", "path", path, "err", err)
-			} else {
-				s.logger.Info("admin token written", "path", path)
+			if s.writeDataFile(AdminTokenFile, meta.AdminToken) {
+				s.logger.Info("admin token written", "path", filepath.Join(s.cfg.DataDir, AdminTokenFile))
 			}
 			return
 		}
@@ -346,4 +391,23 @@ func (s *Server) writeAdminToken(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// writeDataFile replaces DataDir/name with value and a newline (mode 0600)
+// unless it holds that already; it reports whether it wrote.
+func (s *Server) writeDataFile(name, value string) bool {
+	path := filepath.Join(s.cfg.DataDir, name)
+	if cur, err := os.ReadFile(path); err == nil && string(cur) == value+"\n" {
+		return false
+	}
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(value+"\n"), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		s.logger.Error("write data file", "path", path, "err", err)
+		return false
+	}
+	return true
 }

@@ -205,8 +205,15 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if c.retry.Disabled || ctx.Err() != nil {
+		if c.retry.Disabled {
 			return nil, err
+		}
+		if ctx.Err() != nil {
+			if errors.Is(err, ctx.Err()) {
+				return nil, err // the attempt itself was cut short
+			}
+			// The context ended as the attempt failed: say both.
+			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", ctx.Err(), err)
 		}
 		wait, ok := c.retryWait(err, attempt)
 		if !ok || time.Since(start)+wait > c.retry.Deadline {

@@ -394,6 +394,10 @@ func TestRetries(t *testing.T) {
 			errc <- err
 		}()
 		waitFor(t, "the first attempt", func() bool { return s.count() > 0 })
+		// The server has the request; give the client time to read the
+		// answer and start its 5 s wait (cancelling the attempt itself is
+		// another case).
+		time.Sleep(100 * time.Millisecond)
 		cancel()
 		err := <-errc
 		var ue *api.UnavailableError
@@ -547,5 +551,49 @@ func TestWithRetryTimeout(t *testing.T) {
 	var ue *api.UnavailableError
 	if !errors.As(err, &ue) || time.Since(start) > 2*time.Second || s.count() < 2 {
 		t.Fatalf("%v after %v and %d attempts", err, time.Since(start), s.count())
+	}
+}
+
+func TestGlobalStatus(t *testing.T) {
+	s, base := serve(t,
+		answer{503, map[string]string{"Retry-After": "1"}, `{"title":"Unavailable","details":"no Raft leader (election in progress)"}`},
+		answer{200, nil, `{"node":"g2","clusterId":"c-1","leader":"g1","members":[
+			{"id":"g1","apiAddress":"127.0.0.1:5681","raftAddress":"127.0.0.1:5690","gossipState":"alive","inRaft":true,"voter":true,
+			 "raft":{"role":"leader","term":"3","leader":"g1","appliedIndex":12,"commitIndex":12,"lastIndex":12,"revision":12}},
+			{"id":"g3","gossipState":"dead","inRaft":true,"voter":true,"error":"connection refused"}]}`},
+	)
+	c := newClient(t, base)
+	st, err := c.GlobalStatus(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.count() != 2 {
+		t.Errorf("%d requests, want a retry after the 503", s.count())
+	}
+	if r := s.request(1); r.method != http.MethodGet || r.path != "/global/status" || r.header.Get("Authorization") != "Bearer tok" {
+		t.Errorf("request %+v", r)
+	}
+	if st.Node != "g2" || st.ClusterID != "c-1" || st.Leader != "g1" || len(st.Members) != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	g1, g3 := st.Members[0], st.Members[1]
+	if g1.Raft == nil || g1.Raft.Role != "leader" || g1.Raft.AppliedIndex != 12 || !g1.Voter || g1.APIAddr != "127.0.0.1:5681" {
+		t.Errorf("g1 %+v (raft %+v)", g1, g1.Raft)
+	}
+	if g3.Raft != nil || g3.Error != "connection refused" || g3.GossipState != "dead" {
+		t.Errorf("g3 %+v", g3)
+	}
+
+	// 401 maps to *UnauthorizedError, never retried.
+	s, base = serve(t, answer{401, nil, `{"title":"Unauthorized","details":"this endpoint requires a token"}`})
+	_, err = newClient(t, base).GlobalStatus(testCtx(t))
+	var ue *client.UnauthorizedError
+	if !errors.As(err, &ue) || s.count() != 1 {
+		t.Fatalf("401: %v after %d requests", err, s.count())
+	}
+	// A body that is not the status is an error, not an empty status.
+	_, base = serve(t, answer{200, nil, `[1,2]`})
+	if _, err := newClient(t, base).GlobalStatus(testCtx(t)); err == nil || !strings.Contains(err.Error(), "/global/status") {
+		t.Fatalf("malformed answer: %v", err)
 	}
 }

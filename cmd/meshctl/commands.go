@@ -83,8 +83,11 @@ invalid, every problem is printed and nothing is written.`,
 					continue
 				}
 				_, created, err := c.Put(ctx, r, client.PutOptions{})
+				if err != nil && i > 0 {
+					return fmt.Errorf("%s: %w (the resources before it in the input were applied)", describe(r), err)
+				}
 				if err != nil {
-					return fmt.Errorf("%s: %w (resources before it in the input were applied)", describe(r), err)
+					return fmt.Errorf("%s: %w", describe(r), err)
 				}
 				verb := "updated"
 				if created {

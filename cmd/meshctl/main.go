@@ -56,7 +56,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return cli.Layer(cmd.Flags(), "MESHCTL", "")
 	}
-	root.AddCommand(newApplyCmd(g), newGetCmd(g), newDeleteCmd(g), newVersionCmd(g), newConfigCmd(g))
+	root.AddCommand(newApplyCmd(g), newGetCmd(g), newDeleteCmd(g), newInspectCmd(g), newVersionCmd(g), newConfigCmd(g))
 	return root
 }
 

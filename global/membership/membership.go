@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -35,6 +36,9 @@ type Meta struct {
 	// HasState: the node holds Raft state (it is not new).
 	HasState bool   `json:"state,omitempty"`
 	Version  string `json:"version,omitempty"`
+	// Leaving: the node is leaving gracefully (set by Leave), so that the
+	// others record its departure as Left rather than Dead.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // State is a member's gossip state.
@@ -123,6 +127,7 @@ type Membership struct {
 	refusal  error  // why a join was refused (cluster id, duplicate id)
 	local    string // this node's gossip address, once running
 	joinedCh chan struct{}
+	leaving  atomic.Bool // Leave was called
 }
 
 // New builds membership; it starts nothing (see Run).
@@ -150,7 +155,12 @@ func (m *Membership) Run(ctx context.Context) error {
 	m.ml = ml
 	m.local = ml.LocalNode().Address()
 	m.mu.Unlock()
-	defer ml.Shutdown()
+	defer func() {
+		m.mu.Lock()
+		m.ml = nil // Leave and UpdateMeta are no-ops from now on
+		m.mu.Unlock()
+		_ = ml.Shutdown()
+	}()
 
 	if len(m.cfg.Join) == 0 {
 		close(m.joinedCh)
@@ -280,13 +290,19 @@ func (m *Membership) UpdateMeta() error {
 }
 
 // Leave announces a graceful departure and waits up to timeout for it to
-// spread.
+// spread. memberlist does not tell the others whether a node left or died
+// (its Node.State is never set), so this node first re-broadcasts its
+// metadata with Leaving set: the others then record it as Left.
 func (m *Membership) Leave(timeout time.Duration) error {
 	m.mu.Lock()
 	ml := m.ml
 	m.mu.Unlock()
 	if ml == nil {
 		return nil
+	}
+	m.leaving.Store(true)
+	if err := ml.UpdateNode(timeout / 2); err != nil {
+		m.logger.Warn("announcing the graceful leave", "err", err)
 	}
 	return ml.Leave(timeout)
 }
@@ -335,7 +351,11 @@ func (m *Membership) check(peer *memberlist.Node) error {
 	m.mu.Lock()
 	local := m.local
 	m.mu.Unlock()
-	if peer.Name == m.cfg.NodeID && local != "" && peer.Address() != local {
+	// A dead or departed node's id may be taken by a new node (replacement:
+	// memberlist hands the id over after DeadNodeReclaim); a live one's not.
+	// Only an alive peer counts: a node that merged a dead member's state
+	// shortly before reports it as suspect.
+	if peer.Name == m.cfg.NodeID && local != "" && peer.Address() != local && peer.State == memberlist.StateAlive {
 		return fmt.Errorf("node id %q is already used by the live node at %s (this node is %s); give each node its own --node-id", peer.Name, peer.Address(), local)
 	}
 	return nil
@@ -344,7 +364,9 @@ func (m *Membership) check(peer *memberlist.Node) error {
 type delegate struct{ m *Membership }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(d.m.cfg.Meta())
+	meta := d.m.cfg.Meta()
+	meta.Leaving = d.m.leaving.Load()
+	b, _ := json.Marshal(meta)
 	if len(b) > limit {
 		d.m.logger.Error("gossip metadata too large", "bytes", len(b), "limit", limit)
 		return nil
@@ -361,8 +383,12 @@ type events struct{ m *Membership }
 func (e *events) NotifyJoin(n *memberlist.Node)   { e.m.record(n, Alive) }
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.m.record(n, Alive) }
 func (e *events) NotifyLeave(n *memberlist.Node) {
+	// n.State is not set by memberlist: whether the node left is in the
+	// metadata it broadcast before leaving.
+	var meta Meta
+	_ = json.Unmarshal(n.Meta, &meta)
 	state := Dead
-	if n.State == memberlist.StateLeft {
+	if meta.Leaving {
 		state = Left
 	}
 	e.m.logger.Info("gossip member gone", "node", n.Name, "state", state)

@@ -2,7 +2,8 @@
 // end-to-end tests under test/: it builds the binaries once (with the race
 // detector, so a data race in a child process fails the test), picks free
 // ports, waits for readiness through the public API, and stops every process
-// it started by its own PID.
+// it started by its own PID. StartCluster runs a multi-node global cluster
+// the same way (cluster.go).
 package harness
 
 import (
@@ -73,12 +74,37 @@ func repoRoot() (string, error) {
 // FreeAddr returns 127.0.0.1:PORT with a port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
+}
+
+// handedOut holds every address freeAddr returned: the kernel may hand the
+// port of a listener just closed to the next bind(:0), and two of a node's
+// addresses must never be the same.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+func freeAddr() (string, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free port that was not handed out already")
 }
 
 // Process is one started meshd (or any) process.
@@ -238,21 +264,16 @@ func WaitReady(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	Eventually(t, timeout, url+"/readyz", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return ready(context.Background(), client, url) == nil
 	})
 }
 
 // Global is a started `meshd global` node.
 type Global struct {
 	*Process
+	// NodeID is the node's --node-id when it differs from the process
+	// name (see ID).
+	NodeID     string
 	DataDir    string
 	APIAddr    string
 	RaftAddr   string
@@ -282,6 +303,19 @@ func StartGlobal(t testing.TB, bins Binaries, dir, name string, extra ...string)
 	args := append([]string{"global", "--node-id", name, "--data-dir", g.DataDir,
 		"--api-addr", g.APIAddr, "--raft-addr", g.RaftAddr, "--gossip-addr", g.GossipAddr, "--log-level", "debug"}, extra...)
 	g.Process = Start(t, dir, name, bins.Meshd, args)
-	WaitReady(t, g.URL(), 30*time.Second)
+	g.WaitReady(t, 30*time.Second)
 	return g
+}
+
+// WaitReady polls the node's /readyz until it answers 200, failing at once
+// if the process exits meanwhile.
+func (g *Global) WaitReady(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	Eventually(t, timeout, g.URL()+"/readyz", func() bool {
+		if !g.Running() {
+			t.Fatalf("%s exited while starting (see its log %s):\n%s", g.Name, g.LogPath, tail([]byte(g.Log()), 20))
+		}
+		return ready(context.Background(), client, g.URL()) == nil
+	})
 }
