@@ -20,7 +20,7 @@ type GlobalMember struct {
 	GossipAddr  string    `json:"gossipAddress,omitempty"`
 	RaftAddr    string    `json:"raftAddress,omitempty"`
 	APIAddr     string    `json:"apiAddress,omitempty"`
-	GossipState string    `json:"gossipState"` // alive, suspect, dead, left, unknown
+	GossipState string    `json:"gossipState"` // alive, dead, left, unknown
 	GossipSince time.Time `json:"gossipSince,omitzero"`
 	// Voter: the node is a voter in the Raft configuration; InRaft: it is in
 	// the configuration at all.

@@ -309,7 +309,7 @@ func (s *Server) status(ctx context.Context) api.GlobalStatus {
 			g.Raft = &v
 			continue
 		}
-		if g.GossipState != string(membership.Alive) && g.GossipState != string(membership.Suspect) {
+		if g.GossipState != string(membership.Alive) {
 			continue
 		}
 		wg.Add(1)

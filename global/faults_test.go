@@ -607,3 +607,46 @@ func mustMeta(t testing.TB, n *clustertest.Node) store.ClusterMeta {
 	}
 	return m
 }
+
+// TestGossipSplitHeals: after a partition long enough for gossip to declare
+// the other side dead on both sides, healing the network reunites the pool
+// (memberlist alone never probes a dead member again), and a follower that
+// was cut off can forward writes again.
+func TestGossipSplitHeals(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Configure: func(cfg *global.Config) {
+		cfg.GossipReconnectInterval = 300 * time.Millisecond
+		cfg.DeadServerThreshold = time.Hour // keep the Raft configuration as it is
+	}})
+	leader := c.Leader()
+	f := c.Others(leader)[0]
+	c.Isolate(f)
+	deadOn := func(viewer *clustertest.Node, id string) bool {
+		m, ok := viewer.Server().Members().Member(id)
+		return ok && m.State == membership.Dead
+	}
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		if !deadOn(leader, f.ID()) || !deadOn(f, leader.ID()) {
+			return errors.New("not yet dead on both sides")
+		}
+		return nil
+	}, "both sides of the split to declare the other dead")
+	c.Heal()
+	clustertest.Eventually(t, 20*time.Second, func() error {
+		for _, viewer := range c.Running() {
+			for _, m := range viewer.Server().Members().Members() {
+				if m.State != membership.Alive {
+					return fmt.Errorf("%s sees %s %s", viewer.ID(), m.ID, m.State)
+				}
+			}
+		}
+		return nil
+	}, "every node to see every other alive again")
+	c.WaitLeader(10 * time.Second)
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		r := do(t, c, f, "PUT", mtpURL(f, "after-heal"), mtpDoc("default", "after-heal", "v"))
+		if r.Status != 201 && r.Status != 200 {
+			return fmt.Errorf("%d %s", r.Status, r.Body)
+		}
+		return nil
+	}, "a write through the formerly cut-off follower")
+}

@@ -74,6 +74,9 @@ type Config struct {
 	// DeadNodeReclaim is how long after a node's death in gossip a new node
 	// may take its id at another address (replacement); default 5s.
 	DeadNodeReclaim time.Duration
+	// GossipReconnectInterval is how often dead gossip members are tried
+	// again so that a split heals; default 10s (see membership.Config).
+	GossipReconnectInterval time.Duration
 	// MaxBodyBytes limits API request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	// Version is the build version shown at GET /.
@@ -139,7 +142,11 @@ func (c *Config) Validate() error {
 		c.AutopilotInterval = time.Second
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// Forwarded writes from many concurrent clients share connections to
+		// the leader instead of opening one per request.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 128
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	if c.TimingMultiplier < 0 || c.TimingMultiplier > 10 {
 		errs = append(errs, fmt.Errorf("raft-timing-multiplier: %d must be between 1 and 10", c.TimingMultiplier))
@@ -194,13 +201,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.store = node
 	s.members, err = membership.New(membership.Config{
-		NodeID:           cfg.NodeID,
-		BindAddr:         cfg.GossipAddr,
-		Join:             cfg.Join,
-		TimingMultiplier: cfg.TimingMultiplier,
-		DeadNodeReclaim:  cfg.DeadNodeReclaim,
-		Meta:             s.meta,
-		Transport:        cfg.GossipTransport,
+		NodeID:            cfg.NodeID,
+		BindAddr:          cfg.GossipAddr,
+		Join:              cfg.Join,
+		TimingMultiplier:  cfg.TimingMultiplier,
+		DeadNodeReclaim:   cfg.DeadNodeReclaim,
+		ReconnectInterval: cfg.GossipReconnectInterval,
+		Meta:              s.meta,
+		Transport:         cfg.GossipTransport,
 	}, logger)
 	if err != nil {
 		return nil, err

@@ -45,10 +45,11 @@ type Meta struct {
 type State string
 
 const (
-	Alive   State = "alive"
-	Suspect State = "suspect"
-	Dead    State = "dead"
-	Left    State = "left"
+	// memberlist reports joins, updates and departures, not suspicion, so
+	// a suspected member shows as alive until it is declared dead.
+	Alive State = "alive"
+	Dead  State = "dead"
+	Left  State = "left"
 )
 
 // Member is one node as this node sees it.
@@ -77,6 +78,9 @@ type Config struct {
 	// DeadNodeReclaim is how soon a dead node's id may be taken by a node at
 	// another address (replacement). Default 5s.
 	DeadNodeReclaim time.Duration
+	// ReconnectInterval is how often dead members (and the join addresses)
+	// are tried again, so that a gossip split heals. Default 10s.
+	ReconnectInterval time.Duration
 	// Meta returns this node's current metadata; called whenever it is
 	// (re)broadcast.
 	Meta func() Meta
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TimingMultiplier == 0 {
 		c.TimingMultiplier = 1
+	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = 10 * time.Second * time.Duration(c.TimingMultiplier)
 	}
 	if c.DeadNodeReclaim == 0 {
 		c.DeadNodeReclaim = 5 * time.Second
@@ -167,8 +174,39 @@ func (m *Membership) Run(ctx context.Context) error {
 	} else if err := m.joinLoop(ctx, ml); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	m.reconnect(ctx, ml)
 	return nil
+}
+
+// reconnect heals gossip splits. memberlist never probes a dead member
+// again, so once every node that knew a member has marked it dead (a long
+// partition, nodes restarted after a replacement) the pools would stay
+// apart for good. Every ReconnectInterval this node tries to join its dead
+// members and its --join addresses again; joining a live pool is only a
+// state exchange.
+func (m *Membership) reconnect(ctx context.Context, ml *memberlist.Memberlist) {
+	tick := time.NewTicker(m.cfg.ReconnectInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var addrs []string
+		m.mu.Lock()
+		for _, mem := range m.members {
+			if mem.State == Dead && mem.GossipAddr != "" {
+				addrs = append(addrs, mem.GossipAddr)
+			}
+		}
+		m.mu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		n, err := ml.Join(append(addrs, m.cfg.Join...))
+		m.logger.Debug("gossip: tried to reach dead members again", "addresses", len(addrs), "contacted", n, "err", err)
+	}
 }
 
 func (m *Membership) joinLoop(ctx context.Context, ml *memberlist.Memberlist) error {
@@ -232,28 +270,11 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 // Members returns every node this node knows of (itself included), sorted
 // by id.
 func (m *Membership) Members() []Member {
-	// memberlist calls our event delegate while holding its own lock, so
-	// never call into memberlist while holding m.mu.
-	m.mu.Lock()
-	ml := m.ml
-	m.mu.Unlock()
-	suspect := map[string]bool{}
-	if ml != nil {
-		for _, n := range ml.Members() {
-			if n.State == memberlist.StateSuspect {
-				suspect[n.Name] = true
-			}
-		}
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Member, 0, len(m.members))
 	for _, mem := range m.members {
-		c := *mem
-		if c.State == Alive && suspect[c.ID] {
-			c.State = Suspect
-		}
-		out = append(out, c)
+		out = append(out, *mem)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

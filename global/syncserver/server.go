@@ -236,7 +236,12 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 		case err != nil:
 			return status.Errorf(codes.Internal, "changes since %d: %v", hello.GetLastRevision(), err)
 		default:
-			first, ss.cursor = msgs, rev
+			// A zone may be ahead of this node: it was served by a node
+			// further along the same Raft log (and this one has not applied
+			// those entries yet). The cursor starts at the zone's revision
+			// so that the zone is never sent a revision lower than its own
+			// (its replica refuses to go back).
+			first, ss.cursor = msgs, max(rev, hello.GetLastRevision())
 		}
 	}
 	welcome := &syncpb.Welcome{GlobalNode: cfg.NodeID, ClusterId: clusterID, Reset_: reset,
@@ -293,6 +298,9 @@ func (ss *session) catchUp() error {
 	}
 	if err != nil {
 		return status.Errorf(codes.Internal, "changes since %d: %v", ss.cursor, err)
+	}
+	if rev <= ss.cursor {
+		return nil // this node has not caught up with the zone yet
 	}
 	if len(msgs) == 0 && rev-ss.cursor > ss.s.cfg.KeepaliveRevisions {
 		msgs = []*syncpb.Changes{{Revision: rev}}
