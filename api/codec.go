@@ -389,6 +389,10 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 
 // Decode decodes one resource from YAML or JSON (JSON is YAML).
 func Decode(data []byte) (*Resource, error) {
+	// JSON input skips the YAML parser: it is half the cost of a write.
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' && json.Valid(t) {
+		return DecodeJSON(t)
+	}
 	j, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, &ValidationError{Errors: []FieldError{{Message: "malformed YAML: " + err.Error()}}}
