@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/ca"
 )
 
 // CommandType names a Raft command. The FSM dispatches on it through
@@ -14,10 +15,33 @@ import (
 type CommandType string
 
 const (
-	CmdBootstrap CommandType = "bootstrap"
-	CmdPut       CommandType = "put"
-	CmdDelete    CommandType = "delete"
+	CmdBootstrap   CommandType = "bootstrap"
+	CmdPut         CommandType = "put"
+	CmdDelete      CommandType = "delete"
+	CmdInitSecrets CommandType = "init-secrets"
+	CmdBatch       CommandType = "batch"
 )
+
+// InitSecretsCommand stores the cluster's zone-token signing key and sync CA
+// where they are missing (a cluster bootstrapped before they existed gets
+// them from its next leader); present ones are never replaced.
+type InitSecretsCommand struct {
+	ZoneTokenKey []byte     `json:"zoneTokenKey"`
+	SyncCA       ca.KeyPair `json:"syncCA"`
+}
+
+// BatchCommand applies several puts and deletes in one log entry, in order.
+// Each has its own result: one that fails does not stop the others (zone
+// reports use it).
+type BatchCommand struct {
+	Ops []BatchOp `json:"ops"`
+}
+
+// BatchOp is one operation of a batch: exactly one of Put and Delete.
+type BatchOp struct {
+	Put    *PutCommand    `json:"put,omitempty"`
+	Delete *DeleteCommand `json:"delete,omitempty"`
+}
 
 // Command is the Raft log entry: a type and its body.
 type Command struct {
@@ -61,6 +85,8 @@ type ApplyResult struct {
 	Resource *api.Resource
 	Created  bool
 	Err      error
+	// Batch holds one result per operation of a batch command.
+	Batch []ApplyResult
 }
 
 // EncodeCommand builds a log entry.
@@ -79,9 +105,56 @@ type commandHandler func(s *State, index uint64, body json.RawMessage) ApplyResu
 
 // commandTable is the one place a command type meets its handler.
 var commandTable = map[CommandType]commandHandler{
-	CmdBootstrap: applyBootstrap,
-	CmdPut:       applyPut,
-	CmdDelete:    applyDelete,
+	CmdBootstrap:   applyBootstrap,
+	CmdPut:         applyPut,
+	CmdDelete:      applyDelete,
+	CmdInitSecrets: applyInitSecrets,
+	CmdBatch:       applyBatch,
+}
+
+func applyInitSecrets(s *State, index uint64, body json.RawMessage) ApplyResult {
+	var c InitSecretsCommand
+	if err := json.Unmarshal(body, &c); err != nil {
+		return ApplyResult{Err: fmt.Errorf("malformed init-secrets command: %w", err)}
+	}
+	if !s.bootstrapped {
+		return ApplyResult{Err: fmt.Errorf("init-secrets before bootstrap")}
+	}
+	if len(s.meta.ZoneTokenKey) == 0 && len(c.ZoneTokenKey) > 0 {
+		s.meta.ZoneTokenKey = c.ZoneTokenKey
+	}
+	if len(s.meta.SyncCA.CertPEM) == 0 && len(c.SyncCA.CertPEM) > 0 {
+		s.meta.SyncCA = c.SyncCA
+	}
+	return ApplyResult{}
+}
+
+func applyBatch(s *State, index uint64, body json.RawMessage) ApplyResult {
+	var c BatchCommand
+	if err := json.Unmarshal(body, &c); err != nil {
+		return ApplyResult{Err: fmt.Errorf("malformed batch command: %w", err)}
+	}
+	res := ApplyResult{Batch: make([]ApplyResult, len(c.Ops))}
+	for i, op := range c.Ops {
+		var b []byte
+		var err error
+		switch {
+		case op.Put != nil && op.Delete == nil:
+			if b, err = json.Marshal(op.Put); err == nil {
+				res.Batch[i] = applyPut(s, index, b)
+			}
+		case op.Delete != nil && op.Put == nil:
+			if b, err = json.Marshal(op.Delete); err == nil {
+				res.Batch[i] = applyDelete(s, index, b)
+			}
+		default:
+			err = fmt.Errorf("batch operation %d must be exactly one of put and delete", i)
+		}
+		if err != nil {
+			res.Batch[i] = ApplyResult{Err: err}
+		}
+	}
+	return res
 }
 
 func applyBootstrap(s *State, index uint64, body json.RawMessage) ApplyResult {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/rest"
+	"github.com/meshfed/meshfed/ca"
 )
 
 // Config configures one global node's store.
@@ -205,9 +207,16 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 		if isLeader && n.leaderReady.Load() {
-			if _, done := n.state.Meta(); !done {
+			if meta, done := n.state.Meta(); !done {
 				if err := n.proposeBootstrap(); err != nil {
 					n.logger.Warn("bootstrap command failed; retrying", "err", err)
+					retry.Reset(200 * time.Millisecond)
+				} else {
+					retry.Reset(0) // the secrets next
+				}
+			} else if !meta.HasSecrets() {
+				if err := n.proposeSecrets(meta.ClusterID); err != nil {
+					n.logger.Warn("init-secrets command failed; retrying", "err", err)
 					retry.Reset(200 * time.Millisecond)
 				}
 			}
@@ -330,6 +339,27 @@ func (n *Node) proposeBootstrap() error {
 	return err
 }
 
+// proposeSecrets creates the zone-token signing key and the sync CA.
+func (n *Node) proposeSecrets(clusterID string) error {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	syncCA, err := ca.NewRoot("Meshfed sync CA "+clusterID, 10*365*24*time.Hour, ca.KeyOptions{})
+	if err != nil {
+		return err
+	}
+	data, err := EncodeCommand(CmdInitSecrets, InitSecretsCommand{ZoneTokenKey: key, SyncCA: syncCA})
+	if err != nil {
+		return err
+	}
+	if _, err := n.proposeRaw(data); err != nil {
+		return err
+	}
+	n.logger.Info("created the zone-token signing key and the sync CA")
+	return nil
+}
+
 func formatUUID(b []byte) string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
@@ -423,8 +453,12 @@ func (n *Node) Ready() error {
 	if r.State() == raft.Leader && !n.leaderReady.Load() {
 		return errors.New("new leader is applying the log")
 	}
-	if _, ok := n.state.Meta(); !ok {
+	meta, ok := n.state.Meta()
+	if !ok {
 		return errors.New("cluster not bootstrapped yet")
+	}
+	if !meta.HasSecrets() {
+		return errors.New("cluster secrets (zone-token key, sync CA) not created yet")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -254,7 +255,7 @@ func TestNodeLifecycle(t *testing.T) {
 		}
 	}
 	meta2, _ := rn2.State().Meta()
-	if meta2 != meta {
+	if !reflect.DeepEqual(meta2, meta) {
 		t.Errorf("identity changed across restart: %+v -> %+v", meta, meta2)
 	}
 	if _, err := rn2.Get(ctx, key(api.TypeMesh, "", "default"), rest.ReadOptions{Consistent: true}); !api.IsNotFound(err) {

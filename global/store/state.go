@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/ca"
 )
 
 // DefaultMaxTombstones is how many recent deletions State remembers so that a
@@ -43,7 +44,15 @@ type changeRef struct {
 type ClusterMeta struct {
 	ClusterID  string `json:"clusterId"`
 	AdminToken string `json:"adminToken"`
+	// ZoneTokenKey is the Ed25519 private key that signs zone tokens.
+	ZoneTokenKey []byte `json:"zoneTokenKey,omitempty"`
+	// SyncCA is the CA of the sync port's serving certificates; zones
+	// verify global with its certificate.
+	SyncCA ca.KeyPair `json:"syncCA,omitzero"`
 }
+
+// HasSecrets reports whether the cluster's zone-token key and sync CA exist.
+func (m ClusterMeta) HasSecrets() bool { return len(m.ZoneTokenKey) > 0 && len(m.SyncCA.CertPEM) > 0 }
 
 // State is the FSM's in-memory indexed store: resources by key and by
 // (type, mesh), each with the revision of its last change, plus recent
@@ -217,6 +226,9 @@ func (s *State) remove(key api.Key, revision uint64) {
 }
 
 func (s *State) touch(key api.Key, revision uint64) {
+	if s.lastTouch[key] == revision {
+		return // already in the log at this revision (a batch touching it twice)
+	}
 	s.lastTouch[key] = revision
 	s.changes = append(s.changes, changeRef{revision: revision, key: key})
 	// Compact the change log when most of it is stale: it then holds at most
