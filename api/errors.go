@@ -27,9 +27,14 @@ func (e *ConflictError) Error() string { return "conflict: " + e.Reason }
 type ReadOnlyError struct {
 	Type  string
 	Owner Role
+	// System: the control plane maintains the type itself (insights).
+	System bool
 }
 
 func (e *ReadOnlyError) Error() string {
+	if e.System {
+		return fmt.Sprintf("%s is maintained by the control plane and cannot be written", e.Type)
+	}
 	return fmt.Sprintf("%s is read-only here: it is owned by the %s control plane, write it there", e.Type, e.Owner)
 }
 

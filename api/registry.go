@@ -42,6 +42,9 @@ type Descriptor struct {
 	// Inline types (Kuma's classic resources) carry their fields at the top
 	// level of the body; the others carry them under "spec".
 	Inline bool `json:"inline"`
+	// System types are written by the control plane itself (insights); the
+	// API serves them read-only.
+	System bool `json:"system,omitempty"`
 	// New returns an empty Spec of the type.
 	New func() Spec `json:"-"`
 }
@@ -66,6 +69,8 @@ const (
 	TypeMeshTrafficPermission = "MeshTrafficPermission"
 	TypeMeshTimeout           = "MeshTimeout"
 	TypeMeshRetry             = "MeshRetry"
+	TypeZoneInsight           = "ZoneInsight"
+	TypeZoneTokenRevocation   = "ZoneTokenRevocation"
 )
 
 // types is the registry: one entry per type. It is never modified.
@@ -92,6 +97,10 @@ var types = []Descriptor{
 		New: func() Spec { return &MeshTimeoutSpec{} }},
 	{Name: TypeMeshRetry, Plural: "meshretries", Aliases: []string{"meshretry"}, Scope: ScopeMesh, Owner: RoleGlobal, FanOut: true,
 		New: func() Spec { return &MeshRetrySpec{} }},
+	{Name: TypeZoneInsight, Plural: "zone-insights", Aliases: []string{"zoneinsight", "zoneinsights", "zone-insight"}, Scope: ScopeGlobal, Owner: RoleGlobal, Inline: true, System: true,
+		New: func() Spec { return &ZoneInsightSpec{} }},
+	{Name: TypeZoneTokenRevocation, Plural: "zonetokenrevocations", Aliases: []string{"zonetokenrevocation"}, Scope: ScopeGlobal, Owner: RoleGlobal, Inline: true,
+		New: func() Spec { return &ZoneTokenRevocationSpec{} }},
 }
 
 var (

@@ -77,3 +77,12 @@ func (s *ZoneIngressSpec) AdvertisedAddressPort() (string, uint32) {
 	}
 	return s.Networking.Address, s.Networking.Port
 }
+
+// SpecIfZoneIngress returns r's spec when r is a ZoneIngress (r may be nil).
+func (r *Resource) SpecIfZoneIngress() (*ZoneIngressSpec, bool) {
+	if r == nil {
+		return nil, false
+	}
+	zi, ok := r.Spec.(*ZoneIngressSpec)
+	return zi, ok
+}

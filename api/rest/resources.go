@@ -75,6 +75,9 @@ func (t target) notFound(err error) error {
 
 // checkWritable refuses writes of a type the other role owns.
 func (s *server) checkWritable(t target) error {
+	if t.d.System {
+		return &api.ReadOnlyError{Type: t.d.Name, Owner: t.d.Owner, System: true}
+	}
 	if t.d.Owner != s.cfg.Role {
 		return &api.ReadOnlyError{Type: t.d.Name, Owner: t.d.Owner}
 	}

@@ -201,7 +201,7 @@ func checkForwardable(command []byte) error {
 		return &api.ValidationError{Errors: []api.FieldError{{Field: "command", Message: "malformed forwarded command: " + err.Error()}}}
 	}
 	switch c.Type {
-	case CmdPut, CmdDelete:
+	case CmdPut, CmdDelete, CmdBatch:
 		return nil
 	}
 	return &api.ValidationError{Errors: []api.FieldError{{Field: "command.type", Message: fmt.Sprintf("%q may not be forwarded", c.Type)}}}
@@ -215,4 +215,17 @@ func (n *Node) HasState() bool {
 	}
 	r := n.raft.Load()
 	return r != nil && r.LastIndex() > 0
+}
+
+// ApplyBatch proposes several puts and deletes as one log entry (forwarded
+// to the leader from a follower) and returns one result per operation.
+func (n *Node) ApplyBatch(ctx context.Context, ops []BatchOp) ([]ApplyResult, error) {
+	res, err := n.propose(ctx, CmdBatch, BatchCommand{Ops: ops})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Batch) != len(ops) {
+		return nil, fmt.Errorf("batch of %d operations answered %d results", len(ops), len(res.Batch))
+	}
+	return res.Batch, nil
 }

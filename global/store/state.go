@@ -276,3 +276,15 @@ func (s *State) apply(index uint64, fn func()) {
 	close(s.notify)
 	s.notify = make(chan struct{})
 }
+
+// All returns every live resource and the revision of that view, taken
+// under one read lock.
+func (s *State) All() ([]*api.Resource, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*api.Resource, 0, len(s.byKey))
+	for _, r := range s.byKey {
+		out = append(out, r)
+	}
+	return out, s.revision
+}

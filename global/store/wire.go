@@ -19,6 +19,7 @@ type WireResult struct {
 	Revision uint64          `json:"revision,omitempty"`
 	Created  bool            `json:"created,omitempty"`
 	Error    *WireError      `json:"error,omitempty"`
+	Batch    []WireResult    `json:"batch,omitempty"`
 }
 
 // WireError is the JSON form of an api error.
@@ -46,6 +47,9 @@ func EncodeResult(res ApplyResult, err error) WireResult {
 		w.Revision = res.Resource.Revision
 	}
 	w.Created = res.Created
+	for _, b := range res.Batch {
+		w.Batch = append(w.Batch, EncodeResult(b, nil))
+	}
 	return w
 }
 
@@ -63,6 +67,13 @@ func (w WireResult) Decode() (ApplyResult, error) {
 		}
 		r.Revision = w.Revision
 		res.Resource = r
+	}
+	for _, wb := range w.Batch {
+		b, err := wb.Decode()
+		if err != nil {
+			return ApplyResult{}, err
+		}
+		res.Batch = append(res.Batch, b)
 	}
 	return res, nil
 }

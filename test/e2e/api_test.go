@@ -147,6 +147,8 @@ func testDefaultMeshAndTypes(t *testing.T, s *shared) {
 		"MeshTrafficPermission": {"meshtrafficpermissions", "mesh", "global"},
 		"MeshTimeout":           {"meshtimeouts", "mesh", "global"},
 		"MeshRetry":             {"meshretries", "mesh", "global"},
+		"ZoneInsight":           {"zone-insights", "global", "global"},
+		"ZoneTokenRevocation":   {"zonetokenrevocations", "global", "global"},
 	}
 	got := map[string][3]string{}
 	for _, d := range doc.Resources {
@@ -155,8 +157,8 @@ func testDefaultMeshAndTypes(t *testing.T, s *shared) {
 		}
 		got[d.Name] = [3]string{d.Path, d.Scope, d.Owner}
 	}
-	if len(doc.Resources) != 11 {
-		t.Errorf("/_resources lists %d types, want 11: %s", len(doc.Resources), r.body)
+	if len(doc.Resources) != len(want) {
+		t.Errorf("/_resources lists %d types, want %d: %s", len(doc.Resources), len(want), r.body)
 	}
 	for name, w := range want {
 		if got[name] != w {
