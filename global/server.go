@@ -51,6 +51,19 @@ type Config struct {
 	RaftAddr string
 	// GossipAddr is the memberlist listen address (default port 5691).
 	GossipAddr string
+	// SyncAddr is the zones' sync port (gRPC; default port 5685).
+	SyncAddr string
+	// SyncInsecure serves the sync port without TLS (tests, trusted
+	// networks only).
+	SyncInsecure bool
+	// SyncCertFile and SyncKeyFile replace the serving certificate issued
+	// from the replicated sync CA.
+	SyncCertFile, SyncKeyFile string
+	// SyncHeartbeatInterval is the sync streams' heartbeat; default 5s.
+	SyncHeartbeatInterval time.Duration
+	// InsightFlushInterval bounds how often a zone's acknowledgements are
+	// written through Raft; default 1s.
+	InsightFlushInterval time.Duration
 	// Join lists gossip addresses of other global nodes.
 	Join []string
 	// BootstrapExpect: wait for this many fresh nodes in gossip, then the one
@@ -117,6 +130,17 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.RaftTransport == nil {
 		errs = append(errs, fmt.Errorf("raft-addr: %q is not host:port: %w", c.RaftAddr, err))
 	}
+	if c.SyncAddr == "" {
+		errs = append(errs, errors.New("sync-addr: must not be empty"))
+	} else if _, _, err := net.SplitHostPort(c.SyncAddr); err != nil {
+		errs = append(errs, fmt.Errorf("sync-addr: %q is not host:port: %w", c.SyncAddr, err))
+	}
+	if (c.SyncCertFile == "") != (c.SyncKeyFile == "") {
+		errs = append(errs, errors.New("sync-tls-cert-file and sync-tls-key-file: give both or neither"))
+	}
+	if c.InsightFlushInterval == 0 {
+		c.InsightFlushInterval = time.Second
+	}
 	if c.GossipAddr == "" && c.GossipTransport == nil {
 		errs = append(errs, errors.New("gossip-addr: must not be empty"))
 	}
@@ -175,6 +199,7 @@ type Server struct {
 	// gossip state is the one they left from.
 	leavingMu sync.Mutex
 	leaving   map[string]time.Time
+	insights  *zoneInsights
 }
 
 // New builds a global node; it starts nothing (see Run).
@@ -183,6 +208,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, logger: logger, registry: prometheus.NewRegistry(), httpClient: cfg.HTTPClient}
+	s.insights = newZoneInsights(s)
 	node, err := store.New(store.Config{
 		NodeID:            cfg.NodeID,
 		DataDir:           cfg.DataDir,
@@ -235,6 +261,8 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", apiHandler)
 	mux.HandleFunc("GET /global/status", s.handleStatus)
+	mux.HandleFunc("POST /tokens/zone", s.internal(s.handleZoneToken))
+	mux.HandleFunc("POST /tokens/zone/revoke", s.internal(s.handleZoneTokenRevoke))
 	mux.HandleFunc("POST /_internal/raft/apply", s.internal(s.handleApply))
 	mux.HandleFunc("POST /_internal/raft/read-index", s.internal(s.handleReadIndex))
 	mux.HandleFunc("POST /_internal/raft/leave", s.internal(s.handleLeave))
@@ -345,6 +373,9 @@ func (s *Server) Run(ctx context.Context) error {
 	background(s.announceIdentity)
 	background(s.bootstrapExpect)
 	background(s.autopilot)
+	background(func(ctx context.Context) { s.insights.run(ctx, s.cfg.InsightFlushInterval) })
+	syncDone := make(chan error, 1)
+	go func() { syncDone <- s.serveSync(ctx) }()
 
 	var runErr error
 	select {
@@ -362,6 +393,9 @@ func (s *Server) Run(ctx context.Context) error {
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = fmt.Errorf("api: %w", err)
 		}
+	case err := <-syncDone:
+		runErr = err
+		syncDone <- nil
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
@@ -373,6 +407,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := <-gossipDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("gossip: %w", err)
+	}
+	if err := <-syncDone; err != nil && runErr == nil {
+		runErr = err
 	}
 	return runErr
 }

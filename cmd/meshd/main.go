@@ -96,6 +96,10 @@ func newGlobalCmd() *cobra.Command {
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:5681", "HTTP API listen address")
 	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:5690", "Raft listen address (must be an IP other nodes can reach)")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:5691", "gossip (memberlist) listen address, UDP and TCP")
+	f.StringVar(&cfg.SyncAddr, "sync-addr", "127.0.0.1:5685", "sync port (gRPC) zones connect to")
+	f.BoolVar(&cfg.SyncInsecure, "sync-insecure", false, "serve the sync port without TLS (only on trusted networks)")
+	f.StringVar(&cfg.SyncCertFile, "sync-tls-cert-file", "", "serving certificate of the sync port (default: issued from the cluster's sync CA)")
+	f.StringVar(&cfg.SyncKeyFile, "sync-tls-key-file", "", "key of --sync-tls-cert-file")
 	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of other global nodes to join (comma-separated)")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "wait for this many fresh nodes, then bootstrap Raft with all of them (default: 1 without --join; with --join, wait to be added by the cluster's leader)")
 	f.DurationVar(&cfg.DeadServerThreshold, "autopilot-dead-threshold", 30*time.Second, "remove a server from Raft after it has been dead in gossip this long")
@@ -141,7 +145,7 @@ API 5681, Raft 5690 and gossip 5691, each plus (i-1)*%d.`, devNodes, devPortOffs
 				id := fmt.Sprintf("global-%d", i+1)
 				srv, err := global.New(global.Config{
 					NodeID: id, DataDir: filepath.Join(dataDir, id),
-					APIAddr: addr(5681, i), RaftAddr: addr(5690, i), GossipAddr: addr(5691, i),
+					APIAddr: addr(5681, i), RaftAddr: addr(5690, i), GossipAddr: addr(5691, i), SyncAddr: addr(5685, i),
 					Join: join, BootstrapExpect: devNodes, Version: cli.Version, NoLeaveOnShutdown: true,
 				}, logger.With("node", id))
 				if err != nil {

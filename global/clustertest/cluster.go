@@ -121,6 +121,7 @@ func (c *Cluster) Add(spec NodeSpec) *Node {
 		apiAddr:    apiAddr,
 		raftAddr:   "raft-" + name,
 		gossipAddr: c.net.newGossipAddr(),
+		syncAddr:   mustFreeAddr(c.t),
 		logs:       &LogBuffer{},
 	}
 	if os.Getenv("CLUSTERTEST_LOG") != "" {
@@ -488,6 +489,7 @@ type Node struct {
 	apiAddr    string
 	raftAddr   string
 	gossipAddr string
+	syncAddr   string
 	logs       *LogBuffer
 
 	mu      sync.Mutex
@@ -513,6 +515,18 @@ func (n *Node) URL() string     { return "http://" + n.apiAddr }
 // RaftAddr and GossipAddr are the node's (in-memory) transport addresses.
 func (n *Node) RaftAddr() string   { return n.raftAddr }
 func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// SyncAddr is the node's sync port (plaintext in these clusters).
+func (n *Node) SyncAddr() string { return n.syncAddr }
+
+func mustFreeAddr(t testing.TB) string {
+	t.Helper()
+	a, err := freeAddr()
+	if err != nil {
+		t.Fatalf("free address: %v", err)
+	}
+	return a
+}
 
 // DataDir is the node's data directory.
 func (n *Node) DataDir() string { return n.dataDir }
@@ -581,6 +595,8 @@ func (n *Node) TryStart() error {
 		APIAddr:             n.apiAddr,
 		RaftAddr:            n.raftAddr,
 		GossipAddr:          n.gossipAddr,
+		SyncAddr:            n.syncAddr,
+		SyncInsecure:        true,
 		BootstrapExpect:     n.spec.BootstrapExpect,
 		AutopilotInterval:   DefaultAutopilotInterval,
 		DeadServerThreshold: DefaultDeadServerThreshold,

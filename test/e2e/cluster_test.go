@@ -478,7 +478,7 @@ func clusterDuplicateID(t *testing.T, c *harness.Cluster, token string) {
 	dir := t.TempDir()
 	p := harness.Start(t, dir, "dup", bins.Meshd, []string{"global", "--node-id", victim.ID(),
 		"--data-dir", filepath.Join(dir, "data"), "--api-addr", harness.FreeAddr(t), "--raft-addr", harness.FreeAddr(t),
-		"--gossip-addr", harness.FreeAddr(t), "--join", strings.Join(c.Join, ",")})
+		"--gossip-addr", harness.FreeAddr(t), "--sync-addr", harness.FreeAddr(t), "--join", strings.Join(c.Join, ",")})
 	if code := p.WaitExit(t, 30*time.Second); code <= 0 {
 		t.Fatalf("a node with the duplicate id %s exited with %d, want a failure:\n%s", victim.ID(), code, p.Log())
 	}
@@ -504,7 +504,7 @@ func clusterForeignData(t *testing.T, c *harness.Cluster, token string) {
 	other.Stop(t)
 	p := harness.Start(t, dir, "other-joins", bins.Meshd, []string{"global", "--node-id", "other-1",
 		"--data-dir", other.DataDir, "--api-addr", other.APIAddr, "--raft-addr", other.RaftAddr,
-		"--gossip-addr", other.GossipAddr, "--join", strings.Join(c.Join, ",")})
+		"--gossip-addr", other.GossipAddr, "--sync-addr", harness.FreeAddr(t), "--join", strings.Join(c.Join, ",")})
 	code := p.WaitExit(t, 15*time.Second)
 	if code <= 0 {
 		t.Errorf("a node with another cluster's data exited with %d, want a failure:\n%s", code, p.Log())

@@ -161,6 +161,7 @@ func TestConfigLayering(t *testing.T) {
 			"api-addr":          fileAPI,
 			"raft-addr":         harness.FreeAddr(t),
 			"gossip-addr":       harness.FreeAddr(t),
+			"sync-addr":         harness.FreeAddr(t),
 			"data-dir":          dataDir,
 			"skip-default-mesh": true,
 			"log-level":         "debug",
@@ -196,6 +197,7 @@ func TestConfigLayering(t *testing.T) {
 			"api-addr":          fileAPI,
 			"raft-addr":         harness.FreeAddr(t),
 			"gossip-addr":       harness.FreeAddr(t),
+			"sync-addr":         harness.FreeAddr(t),
 			"data-dir":          dataDir,
 			"max-body-bytes":    4096,
 			"skip-default-mesh": false,
@@ -291,7 +293,7 @@ func TestConfigLayering(t *testing.T) {
 			dataDir := filepath.Join(dir, "data")
 			// Valid defaults first, so only the case's own problem remains;
 			// the case's arguments come last and win.
-			args := []string{"global", "--data-dir", dataDir, "--api-addr", harness.FreeAddr(t), "--raft-addr", harness.FreeAddr(t), "--gossip-addr", harness.FreeAddr(t)}
+			args := []string{"global", "--data-dir", dataDir, "--api-addr", harness.FreeAddr(t), "--raft-addr", harness.FreeAddr(t), "--gossip-addr", harness.FreeAddr(t), "--sync-addr", harness.FreeAddr(t)}
 			if tc.args != nil {
 				args = append(args, tc.args(t)...)
 			}

@@ -49,14 +49,14 @@ type Cluster struct {
 // NodeSpec is one node of a loopback cluster: its id, data dir and
 // addresses.
 type NodeSpec struct {
-	ID, DataDir, APIAddr, RaftAddr, GossipAddr string
+	ID, DataDir, APIAddr, RaftAddr, GossipAddr, SyncAddr string
 }
 
 // NewNodeSpec picks free loopback ports for node id, with its data in
 // dir/ID-data.
 func NewNodeSpec(dir, id string) (NodeSpec, error) {
 	s := NodeSpec{ID: id, DataDir: filepath.Join(dir, id+"-data")}
-	for _, a := range []*string{&s.APIAddr, &s.RaftAddr, &s.GossipAddr} {
+	for _, a := range []*string{&s.APIAddr, &s.RaftAddr, &s.GossipAddr, &s.SyncAddr} {
 		addr, err := freeAddr()
 		if err != nil {
 			return NodeSpec{}, err
@@ -72,7 +72,7 @@ func NewNodeSpec(dir, id string) (NodeSpec, error) {
 // --log-level. The benchmark starts its clusters with it too.
 func (s NodeSpec) Args(join []string, expect int, deadThreshold time.Duration, logLevel string) []string {
 	return []string{"global", "--node-id", s.ID, "--data-dir", s.DataDir,
-		"--api-addr", s.APIAddr, "--raft-addr", s.RaftAddr, "--gossip-addr", s.GossipAddr,
+		"--api-addr", s.APIAddr, "--raft-addr", s.RaftAddr, "--gossip-addr", s.GossipAddr, "--sync-addr", s.SyncAddr,
 		"--join", strings.Join(join, ","), "--bootstrap-expect", fmt.Sprint(expect),
 		"--autopilot-dead-threshold", deadThreshold.String(), "--log-level", logLevel}
 }

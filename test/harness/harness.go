@@ -278,6 +278,7 @@ type Global struct {
 	APIAddr    string
 	RaftAddr   string
 	GossipAddr string
+	SyncAddr   string
 }
 
 // URL is the node's API base URL.
@@ -299,9 +300,9 @@ func (g *Global) Token(t testing.TB) string {
 // with its data in a new directory under dir, and waits until it is ready.
 func StartGlobal(t testing.TB, bins Binaries, dir, name string, extra ...string) *Global {
 	t.Helper()
-	g := &Global{DataDir: filepath.Join(dir, name+"-data"), APIAddr: FreeAddr(t), RaftAddr: FreeAddr(t), GossipAddr: FreeAddr(t)}
+	g := &Global{DataDir: filepath.Join(dir, name+"-data"), APIAddr: FreeAddr(t), RaftAddr: FreeAddr(t), GossipAddr: FreeAddr(t), SyncAddr: FreeAddr(t)}
 	args := append([]string{"global", "--node-id", name, "--data-dir", g.DataDir,
-		"--api-addr", g.APIAddr, "--raft-addr", g.RaftAddr, "--gossip-addr", g.GossipAddr, "--log-level", "debug"}, extra...)
+		"--api-addr", g.APIAddr, "--raft-addr", g.RaftAddr, "--gossip-addr", g.GossipAddr, "--sync-addr", g.SyncAddr, "--log-level", "debug"}, extra...)
 	g.Process = Start(t, dir, name, bins.Meshd, args)
 	g.WaitReady(t, 30*time.Second)
 	return g

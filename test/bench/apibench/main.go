@@ -54,9 +54,9 @@ func run(meshd, clientsFlag string, duration time.Duration, keys int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	api, raftAddr, gossipAddr := freeAddr(), freeAddr(), freeAddr()
+	api, raftAddr, gossipAddr, syncAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	cmd := exec.Command(meshd, "global", "--node-id", "bench", "--data-dir", dir,
-		"--api-addr", api, "--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--log-level", "warn")
+		"--api-addr", api, "--raft-addr", raftAddr, "--gossip-addr", gossipAddr, "--sync-addr", syncAddr, "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
