@@ -117,7 +117,9 @@ type reports struct {
 	notify  chan struct{}
 }
 
-func newReports() *reports { return &reports{acked: map[uint64][]*syncpb.Rejection{}, notify: make(chan struct{})} }
+func newReports() *reports {
+	return &reports{acked: map[uint64][]*syncpb.Rejection{}, notify: make(chan struct{})}
+}
 
 func (r *reports) add(rep *syncpb.Report) {
 	r.mu.Lock()
