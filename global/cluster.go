@@ -3,6 +3,7 @@ package global
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -254,7 +255,7 @@ func (s *Server) leave() {
 		if leaderID != "" && leaderID != s.cfg.NodeID {
 			body, _ := json.Marshal(leaveRequest{ID: s.cfg.NodeID})
 			var out struct{}
-			if err := s.callPeer(ctx, leaderID, "/_internal/raft/leave", body, &out); err == nil {
+			if err := s.callPeer(ctx, http.MethodPost, leaderID, "/_internal/raft/leave", body, &out); err == nil {
 				s.logger.Info("left the raft cluster", "leader", leaderID)
 				break
 			} else {
@@ -316,7 +317,7 @@ func (s *Server) status(ctx context.Context) api.GlobalStatus {
 		go func(id string, g *api.GlobalMember) {
 			defer wg.Done()
 			var v api.RaftView
-			err := s.callPeer(ctx, id, "/_internal/status", nil, &v)
+			err := s.callPeer(ctx, http.MethodGet, id, "/_internal/status", nil, &v)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

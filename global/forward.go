@@ -30,7 +30,7 @@ type httpForwarder struct{ s *Server }
 
 func (f httpForwarder) Apply(ctx context.Context, leaderID string, command []byte) (store.ApplyResult, error) {
 	var w store.WireResult
-	if err := f.s.callPeer(ctx, leaderID, "/_internal/raft/apply", command, &w); err != nil {
+	if err := f.s.callPeer(ctx, http.MethodPost, leaderID, "/_internal/raft/apply", command, &w); err != nil {
 		return store.ApplyResult{}, err
 	}
 	return w.Decode()
@@ -38,7 +38,7 @@ func (f httpForwarder) Apply(ctx context.Context, leaderID string, command []byt
 
 func (f httpForwarder) ReadIndex(ctx context.Context, leaderID string) (uint64, error) {
 	var w store.WireResult
-	if err := f.s.callPeer(ctx, leaderID, "/_internal/raft/read-index", nil, &w); err != nil {
+	if err := f.s.callPeer(ctx, http.MethodPost, leaderID, "/_internal/raft/read-index", nil, &w); err != nil {
 		return 0, err
 	}
 	if w.Error != nil {
@@ -47,19 +47,15 @@ func (f httpForwarder) ReadIndex(ctx context.Context, leaderID string) (uint64, 
 	return w.Revision, nil
 }
 
-// callPeer POSTs (or GETs, with a nil body and a GET path) to another node's
-// internal API and decodes its JSON answer into out. Any failure to reach it
-// is a 503 for our caller: the request may be retried.
-func (s *Server) callPeer(ctx context.Context, nodeID, path string, body []byte, out any) error {
+// callPeer sends a request to another node's internal API and decodes its
+// JSON answer into out. Any failure to reach it is a 503 for our caller: the
+// request may be retried.
+func (s *Server) callPeer(ctx context.Context, method, nodeID, path string, body []byte, out any) error {
 	m, ok := s.members.Member(nodeID)
 	if !ok || m.Meta.APIAddr == "" {
 		return &api.UnavailableError{Reason: fmt.Sprintf("the address of node %q is not known yet", nodeID), RetryAfter: time.Second}
 	}
 	meta, _ := s.store.State().Meta()
-	method := http.MethodPost
-	if body == nil && strings.HasSuffix(path, "/status") {
-		method = http.MethodGet
-	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.Meta.APIAddr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
