@@ -7,6 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,12 +36,35 @@ type common struct {
 	config    string
 	logLevel  string
 	logFormat string
+	pprofAddr string
 }
 
 func (c *common) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.config, "config", "", "YAML config file whose keys are this command's flag names (flags win over MESHFED_* environment variables, which win over the file)")
 	cmd.Flags().StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&c.logFormat, "log-format", "text", "log format: text, json")
+	cmd.Flags().StringVar(&c.pprofAddr, "pprof-addr", "", "serve Go's profiler (net/http/pprof) on this address; off when empty (keep it on loopback)")
+}
+
+// startPprof serves /debug/pprof/ on addr when set; profiling is how
+// performance work starts (measure, then optimise).
+func startPprof(addr string, logger *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Info("profiler listening", "addr", ln.Addr().String())
+	go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln) }()
+	return nil
 }
 
 func newRoot() *cobra.Command {
@@ -84,6 +111,9 @@ func newGlobalCmd() *cobra.Command {
 			cfg.Version = cli.Version
 			srv, err := global.New(cfg, logger)
 			if err != nil {
+				return err
+			}
+			if err := startPprof(c.pprofAddr, logger); err != nil {
 				return err
 			}
 			return runUntilSignal(srv.Run)
