@@ -29,6 +29,12 @@ type ZoneSubscription struct {
 	DisconnectTime   *time.Time `json:"disconnectTime,omitempty"`
 	// DisconnectReason is why the stream ended, when it did.
 	DisconnectReason string `json:"disconnectReason,omitempty"`
+	// AckedRevision is the newest revision this stream's replica has
+	// applied (its Hello's revision when it resumed, then its Acks), and
+	// AckTime when it said so. Meshfed's addition: a zone's change is
+	// applied once every live replica has acknowledged it.
+	AckedRevision uint64     `json:"ackedRevision,omitempty"`
+	AckTime       *time.Time `json:"ackTime,omitempty"`
 }
 
 // ZoneRejection is a resource a zone refused.

@@ -1,6 +1,8 @@
 package global
 
 import (
+	"time"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,5 +58,46 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.raftState, prometheus.GaugeValue, v, s)
+	}
+}
+
+// zoneCollector exposes each zone's overview at scrape time, as the
+// answering node sees it (DESIGN.md §10: sync lag per zone).
+type zoneCollector struct {
+	s                                        *Server
+	online, replicas, lagRevs, lagSecs, rejd *prometheus.Desc
+}
+
+func newZoneCollector(s *Server) *zoneCollector {
+	zone := []string{"zone"}
+	return &zoneCollector{
+		s:        s,
+		online:   prometheus.NewDesc("meshfed_zone_online", "1 if the zone has a live sync stream.", zone, nil),
+		replicas: prometheus.NewDesc("meshfed_zone_replicas", "Zone replicas with a live sync stream.", zone, nil),
+		lagRevs:  prometheus.NewDesc("meshfed_zone_lag_revisions", "Revisions the zone has not acknowledged of what it receives.", zone, nil),
+		lagSecs:  prometheus.NewDesc("meshfed_zone_lag_seconds", "How long the oldest change the zone has not acknowledged has waited.", zone, nil),
+		rejd:     prometheus.NewDesc("meshfed_zone_rejected_resources", "Resources the zone refused.", zone, nil),
+	}
+}
+
+func (c *zoneCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.online, c.replicas, c.lagRevs, c.lagSecs, c.rejd} {
+		ch <- d
+	}
+}
+
+func (c *zoneCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, z := range c.s.store.State().List(api.TypeZone, "") {
+		st := c.s.zoneOverview(z, now).Status
+		online := 0.0
+		if st.Online {
+			online = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.online, prometheus.GaugeValue, online, z.Name)
+		ch <- prometheus.MustNewConstMetric(c.replicas, prometheus.GaugeValue, float64(st.Replicas), z.Name)
+		ch <- prometheus.MustNewConstMetric(c.lagRevs, prometheus.GaugeValue, float64(st.LagRevisions), z.Name)
+		ch <- prometheus.MustNewConstMetric(c.lagSecs, prometheus.GaugeValue, st.LagSeconds, z.Name)
+		ch <- prometheus.MustNewConstMetric(c.rejd, prometheus.GaugeValue, float64(len(st.Rejected)), z.Name)
 	}
 }

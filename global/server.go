@@ -243,10 +243,11 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStoreCollector(node),
+		newZoneCollector(s),
 	)
 	apiHandler, err := rest.NewHandler(rest.Config{
 		Role:         api.RoleGlobal,
-		Store:        node,
+		Store:        apiStore{Node: node, s: s},
 		Info:         s.info,
 		Authenticate: s.authenticate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
@@ -254,6 +255,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		Metrics:      promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}),
 		Registerer:   s.registry,
 		Logger:       logger,
+		Routes:       s.zoneRoutes(),
 	})
 	if err != nil {
 		return nil, err

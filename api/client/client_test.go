@@ -597,3 +597,78 @@ func TestGlobalStatus(t *testing.T) {
 		t.Fatalf("malformed answer: %v", err)
 	}
 }
+
+func TestZoneOverviews(t *testing.T) {
+	s, base := serve(t,
+		answer{200, nil, `{"total":3,"items":[{"type":"ZoneOverview","name":"zone-1","zone":{"enabled":true},"zoneInsight":{},
+			"status":{"online":true,"enabled":true,"network":"zone-1","replicas":1,"ackedRevision":9,"latestRevision":9,"lagRevisions":0,"lagSeconds":0,"rejected":[]}},
+			{"type":"ZoneOverview","name":"zone-2","zone":{},"zoneInsight":{},"status":{"lagRevisions":4}}],
+			"next":"/zones+insights?offset=2&size=2","revisions":[3,4]}`},
+		answer{200, nil, `{"total":3,"items":[{"type":"ZoneOverview","name":"zone-3","zone":{},"zoneInsight":{},"status":{}}],"next":null,"revisions":[5]}`},
+	)
+	c := newClient(t, base+"/prefix")
+	items, err := c.ZoneOverviews(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 3 || items[0].Name != "zone-1" || !items[0].Status.Online || items[1].Status.LagRevisions != 4 || items[2].Name != "zone-3" {
+		t.Fatalf("items = %+v", items)
+	}
+	if r := s.request(0); r.method != http.MethodGet || r.path != "/prefix/zones+insights" || r.header.Get("Authorization") != "Bearer tok" {
+		t.Errorf("first request %+v", r)
+	}
+	if r := s.request(1); r.path != "/prefix/zones+insights" || !strings.Contains(r.query, "offset=2") {
+		t.Errorf("second request %s?%s", r.path, r.query)
+	}
+}
+
+func TestZoneOverviewAndResourceStatus(t *testing.T) {
+	s, base := serve(t,
+		answer{200, nil, `{"type":"ZoneOverview","name":"zone-1","zone":{"enabled":false},"zoneInsight":{"ackedRevision":7},
+			"status":{"enabled":false,"offlineReason":"disabled","ackedRevision":7,"rejected":[{"type":"MeshTimeout","mesh":"m","name":"t","revision":6,"reason":"bad"}]}}`},
+		answer{404, nil, `{"title":"Not found","details":"zone \"nope\": not found"}`},
+		answer{200, nil, `{"type":"MeshTimeout","mesh":"default","name":"t","revision":6,"summary":{"rejected":1},
+			"zones":[{"zone":"zone-1","status":"rejected","online":true,"enabled":true,"ackedRevision":7,"reason":"bad"}]}`},
+		answer{200, nil, `{"type":"Zone","name":"zone-1","revision":2,"summary":{"notSent":1,"appliedEverywhere":true},"zones":[]}`},
+	)
+	c := newClient(t, base)
+	ov, err := c.ZoneOverview(testCtx(t), "zone-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ov.Zone.IsEnabled() || ov.Status.AckedRevision != 7 || len(ov.Status.Rejected) != 1 || ov.Status.Rejected[0].Reason != "bad" {
+		t.Errorf("overview %+v", ov)
+	}
+	if r := s.request(0); r.path != "/zones/zone-1/_overview" {
+		t.Errorf("overview path %s", r.path)
+	}
+	if _, err := c.ZoneOverview(testCtx(t), "nope"); !api.IsNotFound(err) {
+		t.Errorf("unknown zone: %v", err)
+	}
+	if _, err := c.ZoneOverview(testCtx(t), ".."); err == nil {
+		t.Error("a dot-dot zone name was sent")
+	}
+
+	st, err := c.ResourceStatus(testCtx(t), api.Key{Type: api.TypeMeshTimeout, Mesh: "default", Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision != 6 || len(st.Zones) != 1 || st.Zones[0].Status != api.ResourceRejected || st.Summary.Rejected != 1 {
+		t.Errorf("status %+v", st)
+	}
+	if r := s.request(2); r.path != "/meshes/default/meshtimeouts/t/_status" {
+		t.Errorf("status path %s", r.path)
+	}
+	if _, err := c.ResourceStatus(testCtx(t), api.Key{Type: api.TypeZone, Name: "zone-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.request(3); r.path != "/zones/zone-1/_status" {
+		t.Errorf("status path %s", r.path)
+	}
+	if _, err := c.ResourceStatus(testCtx(t), api.Key{Type: api.TypeMeshTimeout, Name: "t"}); err == nil {
+		t.Error("a mesh-scoped key without a mesh was sent")
+	}
+	if s.count() != 4 {
+		t.Errorf("%d requests, want 4", s.count())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -71,6 +72,26 @@ type Config struct {
 	// Logger receives one Debug line per request and an Error line per
 	// internal error. Nil discards.
 	Logger *slog.Logger
+	// Routes are a role's own endpoints (global's zone overviews and
+	// per-resource status), served beside the resource routes with the same
+	// authentication, error shape, metrics and request log. Their patterns
+	// must not conflict with the resource routes (see NewHandler).
+	Routes []Route
+}
+
+// Route is an extra endpoint of Config.Routes.
+type Route struct {
+	// Pattern is an http.ServeMux pattern with a method, e.g.
+	// "GET /zones/{name}/_overview". It must be more specific than the
+	// resource routes it overlaps: "GET /zones/{name}/_status" is, but
+	// "GET /{plural}/{name}/_status" conflicts with "GET /meshes/{mesh}/{plural}".
+	Pattern string
+	// Public routes need no token.
+	Public bool
+	// Handler answers the request; a returned error is answered as in
+	// errors.go (nothing must have been written then). WriteValue and
+	// WriteList answer in the API's formats.
+	Handler func(w http.ResponseWriter, r *http.Request) error
 }
 
 // Validate reports every problem with the configuration.
@@ -88,6 +109,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("rest: MaxBodyBytes must not be negative, got %d", c.MaxBodyBytes))
+	}
+	for i, rt := range c.Routes {
+		method, path, ok := strings.Cut(rt.Pattern, " ")
+		if !ok || method == "" || !strings.HasPrefix(path, "/") {
+			errs = append(errs, fmt.Errorf("rest: Routes[%d]: pattern %q must be \"METHOD /path\"", i, rt.Pattern))
+		}
+		if rt.Handler == nil {
+			errs = append(errs, fmt.Errorf("rest: Routes[%d] (%s): Handler must be set", i, rt.Pattern))
+		}
 	}
 	return errors.Join(errs...)
 }

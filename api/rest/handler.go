@@ -30,6 +30,8 @@ import (
 //	GET    /{plural}/{name}                    get / put / delete a global-scoped resource (zones, zoneingresses)
 //	PUT    /{plural}/{name}
 //	DELETE /{plural}/{name}
+//	...                                        Config.Routes: a role's own views (global: zone
+//	                                           overviews, per-resource status across zones)
 //
 // Request parameters:
 //
@@ -89,7 +91,24 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		s.handle("PUT "+prefix+"/{name}", authedRoute, s.put)
 		s.handle("DELETE "+prefix+"/{name}", authedRoute, s.delete)
 	}
+	for _, rt := range cfg.Routes {
+		if err := s.handleSafely(rt); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// handleSafely registers an extra route, turning ServeMux's panic on a
+// conflicting pattern into an error.
+func (s *server) handleSafely(rt Route) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("rest: route %q: %v", rt.Pattern, p)
+		}
+	}()
+	s.handle(rt.Pattern, !rt.Public, rt.Handler)
+	return nil
 }
 
 // handle registers h under pattern. h answers errors by returning them.

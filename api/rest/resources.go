@@ -346,14 +346,14 @@ func parseListParams(r *http.Request) (listParams, error) {
 	return p, nil
 }
 
-func (p listParams) match(res *api.Resource) bool {
+func (p listParams) match(name string, labels map[string]string) bool {
 	for _, s := range p.nameContains {
-		if !strings.Contains(res.Name, s) {
+		if !strings.Contains(name, s) {
 			return false
 		}
 	}
 	for _, kv := range p.labels {
-		if val, ok := res.Labels[kv[0]]; !ok || val != kv[1] {
+		if val, ok := labels[kv[0]]; !ok || val != kv[1] {
 			return false
 		}
 	}
@@ -386,26 +386,82 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	matched := make([]*api.Resource, 0, len(all))
 	for _, res := range all {
-		if p.match(res) {
+		if p.match(res.Name, res.Labels) {
 			matched = append(matched, res)
 		}
 	}
 	body := listBody{Total: len(matched), Items: []*api.Resource{}, Revisions: []uint64{}}
-	if p.offset < len(matched) {
-		end := min(p.offset+p.size, len(matched))
-		for _, res := range matched[p.offset:end] {
-			body.Items = append(body.Items, api.Redact(res))
-			body.Revisions = append(body.Revisions, res.Revision)
-		}
-		if end < len(matched) {
-			q := r.URL.Query()
-			q.Set("offset", strconv.Itoa(end))
-			q.Set("size", strconv.Itoa(p.size))
-			next := r.URL.EscapedPath() + "?" + q.Encode()
-			body.Next = &next
+	start, end, next := p.page(r, len(matched))
+	for _, res := range matched[start:end] {
+		body.Items = append(body.Items, api.Redact(res))
+		body.Revisions = append(body.Revisions, res.Revision)
+	}
+	body.Next = next
+	return writeValue(w, r, http.StatusOK, body)
+}
+
+// page returns the bounds of the requested page among n matched items and
+// the link to the next page (nil on the last one).
+func (p listParams) page(r *http.Request, n int) (start, end int, next *string) {
+	if p.offset >= n {
+		return n, n, nil
+	}
+	start, end = p.offset, min(p.offset+p.size, n)
+	if end < n {
+		q := r.URL.Query()
+		q.Set("offset", strconv.Itoa(end))
+		q.Set("size", strconv.Itoa(p.size))
+		link := r.URL.EscapedPath() + "?" + q.Encode()
+		next = &link
+	}
+	return start, end, next
+}
+
+// ListItem is one item of a list an extra route answers with WriteList.
+type ListItem struct {
+	// Name and Labels are what nameContains and filter[labels.KEY] match.
+	Name   string
+	Labels map[string]string
+	// Revision goes into the answer's revisions.
+	Revision uint64
+	// Value is the item's JSON document.
+	Value any
+}
+
+// WriteList answers items (already sorted) in the API's list shape, with
+// the same parameters as a resource list: size, offset, nameContains (or
+// name) and filter[labels.KEY]=VALUE. Extra routes (Config.Routes) use it.
+func WriteList(w http.ResponseWriter, r *http.Request, items []ListItem) error {
+	p, err := parseListParams(r)
+	if err != nil {
+		return err
+	}
+	matched := make([]ListItem, 0, len(items))
+	for _, it := range items {
+		if p.match(it.Name, it.Labels) {
+			matched = append(matched, it)
 		}
 	}
+	body := struct {
+		Total     int      `json:"total"`
+		Items     []any    `json:"items"`
+		Next      *string  `json:"next"`
+		Revisions []uint64 `json:"revisions"`
+	}{Total: len(matched), Items: []any{}, Revisions: []uint64{}}
+	start, end, next := p.page(r, len(matched))
+	for _, it := range matched[start:end] {
+		body.Items = append(body.Items, it.Value)
+		body.Revisions = append(body.Revisions, it.Revision)
+	}
+	body.Next = next
 	return writeValue(w, r, http.StatusOK, body)
+}
+
+// WriteValue answers v (any JSON value) with status, as JSON or, when the
+// Accept header prefers it, YAML with the same key order. Extra routes
+// (Config.Routes) use it.
+func WriteValue(w http.ResponseWriter, r *http.Request, status int, v any) error {
+	return writeValue(w, r, status, v)
 }
 
 // resourceType is one entry of GET /_resources.

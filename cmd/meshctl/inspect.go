@@ -1,16 +1,96 @@
 package main
 
 import (
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/output"
 )
 
 func newInspectCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "inspect", Short: "Inspect the control plane itself"}
-	var format string
+	var format, mesh string
+	cmd := &cobra.Command{
+		Use:   "inspect TYPE NAME",
+		Short: "Inspect the control plane, its zones, or where a resource is applied",
+		Long: `Inspect the control plane itself (inspect global), its zones (inspect zones),
+or, for one resource, its state in every zone (GET .../{name}/_status):
+applied, pending, rejected (with the zone's reason) or not-sent, and whether
+each zone is online. This answers "is my change live everywhere?". TYPE is a
+type name, its plural or an alias:
+  ` + strings.Join(typeHelp(), "\n  "),
+		Example: `  meshctl inspect meshtrafficpermission allow-all --mesh default
+  meshctl inspect zones
+  meshctl inspect zones zone-1`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := output.ParseFormat(format)
+			if err != nil {
+				return err
+			}
+			d, m, err := resolveType(args[0], mesh)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.context(cmd)
+			defer cancel()
+			st, err := c.ResourceStatus(ctx, api.Key{Type: d.Name, Mesh: m, Name: args[1]})
+			if err != nil {
+				return err
+			}
+			return output.ResourceStatus(cmd.OutOrStdout(), f, st, time.Now())
+		},
+	}
+	cmd.Flags().StringVarP(&mesh, "mesh", "m", "", "mesh of mesh-scoped types (default \"default\")")
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, yaml, json")
+
+	var zonesFormat string
+	zones := &cobra.Command{
+		Use:   "zones [NAME]",
+		Short: "Show the zones: online or offline, serving global node, replicas, applied revision, lag, rejections",
+		Long: `Show every zone (GET /zones+insights), or one (GET /zones/{name}/_overview):
+STATUS online, offline, or disabled; the GLOBAL-NODE serving its live streams;
+its live REPLICAS; ACKED-REV, the revision the zone has applied (every live
+replica has); LAG, 0 when caught up, otherwise revisions behind and for how
+long; how many resources it REJECTED; AGE of its current connection. Below
+the table: why offline zones are offline and the rejected resources with the
+zone's reasons. Global only; needs the admin token.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := output.ParseFormat(zonesFormat)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.context(cmd)
+			defer cancel()
+			if len(args) == 1 {
+				ov, err := c.ZoneOverview(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return output.ZoneOverview(cmd.OutOrStdout(), f, ov, time.Now())
+			}
+			items, err := c.ZoneOverviews(ctx)
+			if err != nil {
+				return err
+			}
+			return output.ZoneOverviews(cmd.OutOrStdout(), f, items, time.Now())
+		},
+	}
+	zones.Flags().StringVarP(&zonesFormat, "output", "o", "table", "output format: table, yaml, json")
+	cmd.AddCommand(zones)
+
+	var globalFormat string
 	global := &cobra.Command{
 		Use:   "global",
 		Short: "Show the global cluster: members, gossip state, Raft role, voters, leader, indexes",
@@ -21,7 +101,7 @@ leader, its applied and commit index, how long ago it last heard from the
 leader, and its Raft and API addresses. Needs the admin token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := output.ParseFormat(format)
+			f, err := output.ParseFormat(globalFormat)
 			if err != nil {
 				return err
 			}
@@ -38,7 +118,7 @@ leader, and its Raft and API addresses. Needs the admin token.`,
 			return output.GlobalStatus(cmd.OutOrStdout(), f, st, time.Now())
 		},
 	}
-	global.Flags().StringVarP(&format, "output", "o", "table", "output format: table, yaml, json")
+	global.Flags().StringVarP(&globalFormat, "output", "o", "table", "output format: table, yaml, json")
 	cmd.AddCommand(global)
 	return cmd
 }

@@ -65,6 +65,11 @@ type Config struct {
 	// Filter returns what a zone receives: global-owned fan-out types, and
 	// other zones' fan-out resources (ZoneIngress).
 	Filter func(zone string) batch.Filter
+	// Admit, when set, decides whether an authenticated zone may sync: it
+	// is asked after the token check and again whenever the state changes,
+	// so that a zone disabled while connected is dropped. Its error (a gRPC
+	// status; anything else becomes PermissionDenied) ends the stream.
+	Admit func(zone string) error
 	// HeartbeatInterval is how often each side speaks when idle; a peer
 	// silent for three intervals is dropped. Default 5s.
 	HeartbeatInterval time.Duration
@@ -180,6 +185,10 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 		}
 		return status.Errorf(codes.Unauthenticated, "zone %q: %v", hello.GetZone(), err)
 	}
+	if err := s.admit(zone); err != nil {
+		s.logger.Warn("refused a zone", "zone", zone, "replica", hello.GetReplicaId(), "err", err)
+		return err
+	}
 	sess := &session{s: s, stream: stream, zone: zone, replica: hello.GetReplicaId(),
 		builder: &batch.Builder{Feed: s.cfg.Feed, Filter: s.cfg.Filter(zone), MaxBytes: s.cfg.MaxMessageBytes},
 		logger:  s.logger.With("zone", zone, "replica", hello.GetReplicaId())}
@@ -188,6 +197,21 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 	s.cfg.Insights.Disconnected(zone, sess.replica, time.Now(), err)
 	sess.logger.Info("zone stream ended", "err", err)
 	return err
+}
+
+// admit applies Config.Admit.
+func (s *Server) admit(zone string) error {
+	if s.cfg.Admit == nil {
+		return nil
+	}
+	err := s.cfg.Admit(zone)
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.PermissionDenied, "zone %q: %v", zone, err)
 }
 
 func (s *Server) awaitHello(ctx context.Context, recv <-chan *syncpb.StreamRequest, recvErr <-chan error) (*syncpb.Hello, error) {
@@ -250,6 +274,12 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 		return err
 	}
 	ss.logger.Info("zone connected", "from_revision", hello.GetLastRevision(), "reset", reset)
+	if !reset && hello.GetLastRevision() > 0 {
+		// The zone holds this cluster's state up to its Hello's revision:
+		// that is an acknowledgement (a zone resuming with nothing new to
+		// receive sends no Ack of its own).
+		cfg.Insights.Acked(ss.zone, ss.replica, hello.GetLastRevision(), nil)
+	}
 	if reset {
 		if err := ss.sendReset(); err != nil {
 			return err
@@ -269,6 +299,10 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 			return err
 		case <-changed:
 			changed = cfg.Feed.Watch()
+			if err := ss.s.admit(ss.zone); err != nil {
+				ss.logger.Warn("dropping a zone no longer admitted", "err", err)
+				return err
+			}
 			if err := ss.catchUp(); err != nil {
 				return err
 			}
