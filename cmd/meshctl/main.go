@@ -57,6 +57,8 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		return cli.Layer(cmd.Flags(), "MESHCTL", "")
 	}
 	root.AddCommand(newApplyCmd(g), newGetCmd(g), newDeleteCmd(g), newInspectCmd(g), newVersionCmd(g), newConfigCmd(g))
+	root.AddCommand(newGenerateCmd(g))
+	root.AddCommand(newRevokeCmd(g))
 	return root
 }
 

@@ -1,6 +1,8 @@
 // Command meshd runs Meshfed's control planes: `meshd global` (a node of the
-// global cluster) and `meshd dev` (a local federation for trying it out).
-// This file holds flags, environment, config file, logger and signals only.
+// global cluster), `meshd zone` (a zone control plane) and `meshd dev` (a
+// local federation for trying it out, dev.go). This package holds flags,
+// environment, config file, logger and signals, and the dev federation's
+// wiring.
 package main
 
 import (
@@ -13,7 +15,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/meshfed/meshfed/cmd/internal/cli"
 	"github.com/meshfed/meshfed/global"
+	"github.com/meshfed/meshfed/zone"
 )
 
 const envPrefix = "MESHFED"
@@ -74,7 +76,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newGlobalCmd(), newDevCmd(), &cobra.Command{
+	root.AddCommand(newGlobalCmd(), newZoneCmd(), newDevCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "meshd", cli.Version) },
@@ -140,22 +142,24 @@ func newGlobalCmd() *cobra.Command {
 	return cmd
 }
 
-// devNodes is how many global nodes `meshd dev` runs.
-const devNodes = 3
-
-// devPortOffset separates the dev nodes' ports: node i (0-based) listens on
-// the default ports plus i*devPortOffset.
-const devPortOffset = 100
-
-func newDevCmd() *cobra.Command {
+func newZoneCmd() *cobra.Command {
 	var c common
-	var dataDir, host string
+	var cfg zone.Config
 	cmd := &cobra.Command{
-		Use:   "dev",
-		Short: "Run a local federation on loopback (three global nodes in one process), data under a local folder",
-		Long: fmt.Sprintf(`Run a local federation in one process with its data under --data-dir:
-%d global nodes forming a Raft cluster through gossip. Node i (1-based) listens on
-API 5681, Raft 5690 and gossip 5691, each plus (i-1)*%d.`, devNodes, devPortOffset),
+		Use:   "zone --zone NAME --global ADDR[,ADDR...] --token-file F --global-ca-file F",
+		Short: "Run a zone control plane",
+		Long: `Run a zone control plane: it dials global's sync port (any of --global, in
+turn), keeps a replica of global's state in --data-dir and serves it on its
+HTTP API (the same paths as global's; global-owned types are read-only there).
+The zone's own Dataplanes and ZoneIngress are written through that API and
+reported to global. A zone restarted while global is unreachable serves its
+last known state from --data-dir.
+
+The zone API needs no token: it listens on loopback (127.0.0.1:5681) by
+default; bind it elsewhere only on a trusted network.`,
+		Example: `  meshctl generate zone-token --zone zone-1 > zone-1.token
+  meshd zone --zone zone-1 --global 127.0.0.1:5685 --token-file zone-1.token \
+    --global-ca-file meshfed-data/sync-ca.crt --data-dir zone-1-data --api-addr 127.0.0.1:5682`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := prepare(cmd, &c); err != nil {
@@ -165,68 +169,30 @@ API 5681, Raft 5690 and gossip 5691, each plus (i-1)*%d.`, devNodes, devPortOffs
 			if err != nil {
 				return err
 			}
-			addr := func(port, i int) string { return fmt.Sprintf("%s:%d", host, port+i*devPortOffset) }
-			var join []string
-			for i := 0; i < devNodes; i++ {
-				join = append(join, addr(5691, i))
+			cfg.Version = cli.Version
+			srv, err := zone.New(cfg, logger)
+			if err != nil {
+				return err
 			}
-			var servers []*global.Server
-			for i := 0; i < devNodes; i++ {
-				id := fmt.Sprintf("global-%d", i+1)
-				srv, err := global.New(global.Config{
-					NodeID: id, DataDir: filepath.Join(dataDir, id),
-					APIAddr: addr(5681, i), RaftAddr: addr(5690, i), GossipAddr: addr(5691, i), SyncAddr: addr(5685, i),
-					Join: join, BootstrapExpect: devNodes, Version: cli.Version, NoLeaveOnShutdown: true,
-				}, logger.With("node", id))
-				if err != nil {
-					return err
-				}
-				servers = append(servers, srv)
+			if err := startPprof(c.pprofAddr, logger); err != nil {
+				return err
 			}
-			go announceDev(cmd, addr(5681, 0), filepath.Join(dataDir, "global-1", global.AdminTokenFile))
-			return runUntilSignal(func(ctx context.Context) error {
-				ctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				errs := make(chan error, len(servers))
-				for _, srv := range servers {
-					go func() { errs <- srv.Run(ctx) }()
-				}
-				var first error
-				for range servers {
-					if err := <-errs; err != nil && first == nil {
-						first = err
-						cancel() // one node failed: stop the federation
-					}
-				}
-				return first
-			})
+			return runUntilSignal(srv.Run)
 		},
 	}
 	c.bind(cmd)
-	cmd.Flags().StringVar(&dataDir, "data-dir", ".meshfed/dev", "directory holding every node's data")
-	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "loopback address every node listens on")
+	f := cmd.Flags()
+	f.StringVar(&cfg.Zone, "zone", "", "this zone's name: a DNS label, the zone its token was issued for (required)")
+	f.StringVar(&cfg.ReplicaID, "replica-id", "", "this zone control-plane replica's id, shown on global (default: the host name)")
+	f.StringSliceVar(&cfg.GlobalAddrs, "global", nil, "global nodes' sync addresses host:port, comma-separated; the zone tries them in turn (required)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "file holding the zone token (meshctl generate zone-token); read again at every connection attempt (required)")
+	f.StringVar(&cfg.GlobalCAFile, "global-ca-file", "", "PEM certificate of global's sync CA (global's DATA_DIR/sync-ca.crt) to verify global (required unless --insecure)")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "sync with global over plaintext (global run with --sync-insecure; trusted networks only)")
+	f.StringVar(&cfg.DataDir, "data-dir", "meshfed-zone-data", "directory for the replica of global's state and the zone's own resources")
+	f.StringVar(&cfg.APIAddr, "api-addr", zone.DefaultAPIAddr, "HTTP API listen address (no token needed: keep it on loopback or a trusted network)")
+	f.StringVar(&cfg.XDSAddr, "xds-addr", zone.DefaultXDSAddr, "xDS (gRPC ADS) listen address; reserved: the xDS server is not served yet")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted API request body")
 	return cmd
-}
-
-// announceDev prints how to talk to the dev control plane once its admin
-// token exists.
-func announceDev(cmd *cobra.Command, apiAddr, tokenPath string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(tokenPath); err == nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), `
-Meshfed dev federation is up: 3 global nodes (APIs on ports 5681, 5781, 5881).
-  API:         http://%s
-  admin token: %s
-Try:
-  export MESHCTL_API=http://%s MESHCTL_TOKEN=$(cat %s)
-  ./bin/meshctl get meshes
-
-`, apiAddr, tokenPath, apiAddr, tokenPath)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // runUntilSignal runs fn until SIGINT or SIGTERM.

@@ -105,7 +105,7 @@ func StartCluster(t testing.TB, bins Binaries, dir, prefix string, opts ClusterO
 	for _, s := range specs {
 		args := append(s.Args(c.Join, opts.Nodes, opts.DeadThreshold, opts.LogLevel), opts.Extra...)
 		c.Nodes = append(c.Nodes, &Global{Process: Start(t, dir, s.ID, bins.Meshd, args), NodeID: s.ID,
-			DataDir: s.DataDir, APIAddr: s.APIAddr, RaftAddr: s.RaftAddr, GossipAddr: s.GossipAddr})
+			DataDir: s.DataDir, APIAddr: s.APIAddr, RaftAddr: s.RaftAddr, GossipAddr: s.GossipAddr, SyncAddr: s.SyncAddr})
 	}
 	for _, g := range c.Nodes {
 		g.WaitReady(t, 60*time.Second) // fails at once if a node exits

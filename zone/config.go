@@ -1,0 +1,130 @@
+package zone
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/zone/syncclient"
+)
+
+// Default addresses.
+const (
+	// DefaultAPIAddr is the zone API's listen address (Kuma's port, on
+	// loopback: the zone API needs no token).
+	DefaultAPIAddr = "127.0.0.1:5681"
+	// DefaultXDSAddr is the address reserved for the xDS server.
+	DefaultXDSAddr = "127.0.0.1:5678"
+)
+
+// Files in DataDir.
+const (
+	// ReplicaFile holds the zone's replica of global's state.
+	ReplicaFile = "replica.db"
+	// InventoryFile holds the zone's own resources and its report outbox.
+	InventoryFile = "inventory.db"
+)
+
+// Config configures one zone control-plane replica.
+type Config struct {
+	// Zone (required) is the zone's name: a DNS label of at most 63
+	// characters, as in the zone token.
+	Zone string
+	// ReplicaID names this replica of the zone control plane (a zone may
+	// run several); global shows it in the zone's insight. Default: the
+	// host name.
+	ReplicaID string
+	// GlobalAddrs (required) are global nodes' sync addresses (host:port).
+	// The zone dials one and moves to the next after a failure.
+	GlobalAddrs []string
+	// TokenFile (required) holds the zone token (meshctl generate
+	// zone-token). It is read again at every connection attempt, so a
+	// replaced token is picked up without a restart.
+	TokenFile string
+	// GlobalCAFile is the PEM certificate of the CA that signed global's
+	// sync certificate (global's DATA_DIR/sync-ca.crt by default). Required
+	// unless Insecure.
+	GlobalCAFile string
+	// Insecure syncs with global over plaintext gRPC (global started with
+	// --sync-insecure). Only when set explicitly; never together with
+	// GlobalCAFile.
+	Insecure bool
+	// DataDir (required) holds replica.db and inventory.db.
+	DataDir string
+	// APIAddr is the HTTP API's listen address; default DefaultAPIAddr.
+	APIAddr string
+	// XDSAddr is reserved for the xDS server (not served yet); when set it
+	// must be host:port. Default DefaultXDSAddr.
+	XDSAddr string
+	// MaxBodyBytes limits API request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// Version is the build version shown at GET /.
+	Version string
+
+	// SyncBackoff and SyncHeartbeatInterval tune the sync client (zero
+	// values take syncclient's defaults); tests shorten them.
+	SyncBackoff           syncclient.Backoff
+	SyncHeartbeatInterval time.Duration
+}
+
+// Validate checks the configuration and fills defaults. It reads no files:
+// New does.
+func (c *Config) Validate() error {
+	var errs []error
+	switch {
+	case c.Zone == "":
+		errs = append(errs, errors.New("zone: must be set (the zone's name, as in its token)"))
+	case !api.IsDNSLabel(c.Zone):
+		errs = append(errs, fmt.Errorf("zone: %q is not a valid zone name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", c.Zone))
+	}
+	if c.ReplicaID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			errs = append(errs, errors.New("replica-id: must be set (the host name is unknown)"))
+		}
+		c.ReplicaID = h
+	}
+	if len(c.GlobalAddrs) == 0 {
+		errs = append(errs, errors.New("global: at least one global sync address (host:port) is needed"))
+	}
+	for i, a := range c.GlobalAddrs {
+		if strings.TrimSpace(a) == "" || strings.ContainsAny(a, " \t") {
+			errs = append(errs, fmt.Errorf("global: address %d (%q) is empty or contains spaces", i+1, a))
+		}
+	}
+	if c.TokenFile == "" {
+		errs = append(errs, errors.New("token-file: must be set (a zone token from `meshctl generate zone-token`)"))
+	}
+	switch {
+	case c.Insecure && c.GlobalCAFile != "":
+		errs = append(errs, errors.New("global-ca-file and insecure: give one, not both (--insecure syncs over plaintext)"))
+	case !c.Insecure && c.GlobalCAFile == "":
+		errs = append(errs, errors.New("global-ca-file: must be set to verify global's sync port (global's DATA_DIR/sync-ca.crt), or pass --insecure for plaintext"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: must not be empty"))
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+		errs = append(errs, fmt.Errorf("api-addr: %q is not host:port: %w", c.APIAddr, err))
+	}
+	if c.XDSAddr == "" {
+		c.XDSAddr = DefaultXDSAddr
+	}
+	if _, _, err := net.SplitHostPort(c.XDSAddr); err != nil {
+		errs = append(errs, fmt.Errorf("xds-addr: %q is not host:port: %w", c.XDSAddr, err))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max-body-bytes: %d must not be negative", c.MaxBodyBytes))
+	}
+	if c.SyncHeartbeatInterval < 0 {
+		errs = append(errs, fmt.Errorf("sync heartbeat interval: %s must not be negative", c.SyncHeartbeatInterval))
+	}
+	return errors.Join(errs...)
+}

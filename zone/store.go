@@ -1,0 +1,102 @@
+package zone
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/api/rest"
+	"github.com/meshfed/meshfed/zone/inventory"
+	"github.com/meshfed/meshfed/zone/replica"
+)
+
+// store is the zone API's rest.Store: global-owned types from the replica
+// (read-only; api/rest refuses their writes before asking), zone-owned
+// types from the inventory (this zone's, writable) merged with the replica
+// (other zones' that global fanned out, read-only).
+type store struct {
+	zone string
+	rep  *replica.Replica
+	inv  *inventory.Inventory
+}
+
+var _ rest.Store = (*store)(nil)
+
+func (s *store) Get(_ context.Context, key api.Key, _ rest.ReadOptions) (*api.Resource, error) {
+	d, err := api.Lookup(key.Type)
+	if err != nil {
+		return nil, err
+	}
+	if d.Owner == api.RoleZone {
+		if r, ok := s.inv.Get(key); ok {
+			return r, nil
+		}
+	}
+	if r, ok := s.rep.Get(key); ok {
+		return r, nil
+	}
+	return nil, api.ErrNotFound
+}
+
+func (s *store) List(_ context.Context, typ, mesh string, _ rest.ReadOptions) ([]*api.Resource, error) {
+	d, err := api.Lookup(typ)
+	if err != nil {
+		return nil, err
+	}
+	fromGlobal := s.rep.List(typ, mesh)
+	if d.Owner != api.RoleZone {
+		return fromGlobal, nil
+	}
+	out := append(s.inv.List(typ, mesh), fromGlobal...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Mesh != out[j].Mesh {
+			return out[i].Mesh < out[j].Mesh
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+func (s *store) Put(_ context.Context, r *api.Resource, opts rest.WriteOptions) (*api.Resource, bool, error) {
+	d, err := api.Lookup(r.Type)
+	if err != nil {
+		return nil, false, err
+	}
+	if d.Owner != api.RoleZone || d.System {
+		return nil, false, &api.ReadOnlyError{Type: d.Name, Owner: d.Owner, System: d.System}
+	}
+	if d.Scope == api.ScopeMesh {
+		if _, ok := s.rep.Get(api.Key{Type: api.TypeMesh, Name: r.Mesh}); !ok {
+			v := &api.Validator{}
+			v.Add("mesh", "mesh %q does not exist in zone %q: Meshes are created on global, and this zone has not received one by that name", r.Mesh, s.zone)
+			return nil, false, v.Err()
+		}
+	}
+	if err := s.notOtherZones(r.Key(), "changed"); err != nil {
+		return nil, false, err
+	}
+	return s.inv.Put(r, inventory.PutOptions{ExpectRevision: opts.ExpectRevision, Now: time.Now()})
+}
+
+func (s *store) Delete(_ context.Context, key api.Key, opts rest.WriteOptions) error {
+	_, err := s.inv.Delete(key, opts.ExpectRevision)
+	if api.IsNotFound(err) {
+		if err := s.notOtherZones(key, "deleted"); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// notOtherZones refuses to touch a resource another zone reported, which
+// this zone holds because global fanned it out.
+func (s *store) notOtherZones(key api.Key, verb string) error {
+	other, ok := s.rep.Get(key)
+	if !ok {
+		return nil
+	}
+	from := other.Labels[api.LabelZone]
+	return &api.ConflictError{Reason: fmt.Sprintf("%s belongs to zone %q and reaches this zone through global: it can only be %s in zone %q", key, from, verb, from)}
+}

@@ -1,0 +1,279 @@
+package zone
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/api/rest"
+	"github.com/meshfed/meshfed/ca"
+	"github.com/meshfed/meshfed/zone/inventory"
+	"github.com/meshfed/meshfed/zone/replica"
+	"github.com/meshfed/meshfed/zone/syncclient"
+)
+
+// maxSyncMessageBytes bounds a message from global (global chunks its
+// messages at 1 MiB of resources).
+const maxSyncMessageBytes = 16 << 20
+
+// Server is one zone control-plane replica.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger // with the zone's name
+	base     *slog.Logger // without: the sync client adds it itself
+	dialOpts []grpc.DialOption
+	running  atomic.Bool
+	// parts is set by Run once the files are open (nil before and after).
+	parts atomic.Pointer[parts]
+}
+
+// parts are what Run opens and starts.
+type parts struct {
+	rep    *replica.Replica
+	inv    *inventory.Inventory
+	client *syncclient.Client
+	api    net.Addr
+}
+
+// New checks cfg, reads the CA file and checks that the token file is
+// readable; it opens and starts nothing (see Run).
+func New(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := readToken(cfg.TokenFile); err != nil {
+		return nil, fmt.Errorf("token-file: %w", err)
+	}
+	var creds credentials.TransportCredentials
+	if cfg.Insecure {
+		creds = insecure.NewCredentials()
+	} else {
+		pemBytes, err := os.ReadFile(cfg.GlobalCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("global-ca-file: cannot read global's sync CA certificate: %w", err)
+		}
+		pool, err := ca.CertPool(pemBytes)
+		if err != nil {
+			return nil, fmt.Errorf("global-ca-file: %s: %w (expected global's DATA_DIR/sync-ca.crt)", cfg.GlobalCAFile, err)
+		}
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	return &Server{
+		cfg:    cfg,
+		logger: logger.With("zone", cfg.Zone),
+		base:   logger,
+		dialOpts: []grpc.DialOption{
+			grpc.WithTransportCredentials(creds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSyncMessageBytes)),
+		},
+	}, nil
+}
+
+// readToken reads the zone token file.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the zone token (create one with `meshctl generate zone-token --zone NAME`): %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty: it must hold a zone token (`meshctl generate zone-token --zone NAME`)", path)
+	}
+	return tok, nil
+}
+
+// Run opens the replica and the inventory in DataDir, connects to global and
+// serves the HTTP API until ctx ends or the API fails; then it stops
+// everything and closes the files. It may run once at a time.
+func (s *Server) Run(ctx context.Context) (err error) {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("zone: already running")
+	}
+	defer s.running.Store(false)
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data-dir: %w", err)
+	}
+	rep, err := replica.Open(filepath.Join(s.cfg.DataDir, ReplicaFile), s.logger.With("component", "replica"),
+		replica.Options{Zone: s.cfg.Zone})
+	if err != nil {
+		return err
+	}
+	defer closeFile(rep.Close, &err)
+	inv, err := inventory.Open(filepath.Join(s.cfg.DataDir, InventoryFile), s.logger.With("component", "inventory"),
+		inventory.Options{Zone: s.cfg.Zone})
+	if err != nil {
+		return err
+	}
+	defer closeFile(inv.Close, &err)
+	client, err := syncclient.New(syncclient.Config{
+		Zone:              s.cfg.Zone,
+		ReplicaID:         s.cfg.ReplicaID,
+		GlobalAddrs:       s.cfg.GlobalAddrs,
+		TokenFunc:         func() (string, error) { return readToken(s.cfg.TokenFile) },
+		DialOptions:       s.dialOpts,
+		Replica:           rep,
+		Reports:           inv,
+		Backoff:           s.cfg.SyncBackoff,
+		HeartbeatInterval: s.cfg.SyncHeartbeatInterval,
+	}, s.base.With("component", "sync"))
+	if err != nil {
+		return err
+	}
+	p := &parts{rep: rep, inv: inv, client: client}
+	handler, err := s.handler(p)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api-addr: %w", err)
+	}
+	p.api = ln.Addr()
+	s.parts.Store(p)
+	defer s.parts.Store(nil)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = client.Run(ctx) }()
+	go func() { defer wg.Done(); s.followCluster(ctx, rep, inv) }()
+
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- srv.Serve(ln) }()
+	if s.cfg.Insecure {
+		s.logger.Warn("syncing with global over plaintext (--insecure)")
+	}
+	s.logger.Info("zone control plane started", "replica", s.cfg.ReplicaID, "api", ln.Addr().String(),
+		"global", strings.Join(s.cfg.GlobalAddrs, ","), "data_dir", s.cfg.DataDir,
+		"revision", rep.Revision(), "cluster_id", rep.ClusterID(), "xds_reserved", s.cfg.XDSAddr)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-apiDone:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("api: %w", err)
+		}
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	_ = srv.Shutdown(shutdownCtx)
+	cancel()
+	wg.Wait()
+	s.logger.Info("zone control plane stopped", "revision", rep.Revision(), "reports_pending", inv.Status().Pending)
+	return runErr
+}
+
+// closeFile closes one of Run's files, keeping Run's first error.
+func closeFile(closeFn func() error, runErr *error) {
+	if err := closeFn(); err != nil && *runErr == nil {
+		*runErr = err
+	}
+}
+
+// followCluster tells the inventory where the zone reports to (global's
+// cluster id, and when this zone's Zone resource was created there), so
+// that the zone reports all its resources again when global has lost them
+// (inventory.ReportTo).
+func (s *Server) followCluster(ctx context.Context, rep *replica.Replica, inv *inventory.Inventory) {
+	for {
+		changed := rep.Watch()
+		t := inventory.Target{ClusterID: rep.ClusterID()}
+		if z, ok := rep.Get(api.Key{Type: api.TypeZone, Name: s.cfg.Zone}); ok && !z.CreationTime.IsZero() {
+			t.ZoneCreated = z.CreationTime.UTC().Format(time.RFC3339Nano)
+		}
+		if _, err := inv.ReportTo(t); err != nil {
+			s.logger.Error("recording where the zone reports to", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// handler builds the zone's HTTP API: api/rest over the zone's store, the
+// zone's status and its metrics.
+func (s *Server) handler(p *parts) (http.Handler, error) {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	registerMetrics(registry, p)
+	apiHandler, err := rest.NewHandler(rest.Config{
+		Role:         api.RoleZone,
+		Store:        &store{zone: s.cfg.Zone, rep: p.rep, inv: p.inv},
+		Info:         func() rest.Info { return s.info(p) },
+		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Ready:        func() error { return ready(p) },
+		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}),
+		Registerer:   registry,
+		Logger:       s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", apiHandler)
+	mux.HandleFunc("GET /zone/status", func(w http.ResponseWriter, r *http.Request) { s.serveStatus(w, r, p) })
+	return mux, nil
+}
+
+func (s *Server) info(p *parts) rest.Info {
+	return rest.Info{
+		Product:    "Meshfed",
+		Tagline:    fmt.Sprintf("Meshfed zone control plane (zone %s)", s.cfg.Zone),
+		Version:    s.cfg.Version,
+		Role:       string(api.RoleZone),
+		InstanceID: s.cfg.ReplicaID,
+		ClusterID:  p.rep.ClusterID(),
+	}
+}
+
+// ready: the replica holds state from global (received now or loaded from
+// the file).
+func ready(p *parts) error {
+	if p.rep.ClusterID() != "" || p.rep.Revision() > 0 {
+		return nil
+	}
+	msg := "waiting for the first state from global"
+	if st := p.client.Status(); st.LastError != nil {
+		msg += " (last attempt: " + st.LastError.Error() + ")"
+	}
+	return errors.New(msg)
+}
+
+// APIAddr returns the address the API listens on while Run runs (useful with
+// port 0), or "" otherwise.
+func (s *Server) APIAddr() string {
+	if p := s.parts.Load(); p != nil {
+		return p.api.String()
+	}
+	return ""
+}
