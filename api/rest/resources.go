@@ -257,7 +257,10 @@ func (s *server) dryRunPut(w http.ResponseWriter, r *http.Request, t target, res
 		if opts.ExpectRevision != 0 {
 			return &api.ConflictError{Reason: fmt.Sprintf("%s does not exist (expected revision %d)", t.describe(), opts.ExpectRevision)}
 		}
-		if err := s.checkMesh(r, res.Mesh, ReadOptions{}); err != nil {
+		if err := s.checkMesh(r, res.Mesh, ReadOptions{}); errors.Is(err, api.ErrNotFound) {
+			// As a real write answers: the body's mesh field is wrong.
+			return &api.ValidationError{Errors: []api.FieldError{{Field: "mesh", Message: fmt.Sprintf("mesh %q does not exist", res.Mesh)}}}
+		} else if err != nil {
 			return err
 		}
 		res.CreationTime = time.Time{}

@@ -1060,7 +1060,7 @@ func TestDryRun(t *testing.T) {
 		{"invalid", "/zones/zone-2?dryRun=true", `{"type":"Zone","name":"zone-2","network":"Not A Label"}`, nil, 400},
 		{"stale revision", "/zones/zone-1?dryRun=true", `{"type":"Zone","name":"zone-1"}`, []string{"If-Match", `"999"`}, 409},
 		{"revision of a missing resource", "/zones/zone-3?dryRun=true", `{"type":"Zone","name":"zone-3"}`, []string{"If-Match", `"1"`}, 409},
-		{"missing mesh", "/meshes/nope/secrets/s?dryRun=true", `{"type":"Secret","data":"` + secretData + `"}`, nil, 404},
+		{"missing mesh (400 at mesh, as a real write answers)", "/meshes/nope/secrets/s?dryRun=true", `{"type":"Secret","data":"` + secretData + `"}`, nil, 400},
 		{"bad flag", "/zones/zone-1?dryRun=perhaps", `{"type":"Zone","name":"zone-1"}`, nil, 400},
 	}
 	for _, tt := range tests {

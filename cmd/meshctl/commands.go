@@ -60,7 +60,7 @@ invalid, every problem is printed and nothing is written.`,
 			verbs := make([]string, len(docs))
 			for i, r := range docs {
 				_, created, err := c.Put(ctx, r, client.PutOptions{DryRun: true})
-				if err != nil && api.IsNotFound(err) && creates(docs[:i], api.Key{Type: api.TypeMesh, Name: r.Mesh}) {
+				if missingMesh(err) && creates(docs[:i], api.Key{Type: api.TypeMesh, Name: r.Mesh}) {
 					// Its mesh is created earlier in the same input.
 					err, created = nil, true
 				}
@@ -101,6 +101,21 @@ invalid, every problem is printed and nothing is written.`,
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "file to apply, or - for standard input (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate on the control plane and print what would change, without writing")
 	return cmd
+}
+
+// missingMesh reports whether err says the resource's mesh does not exist
+// (a 400 at field "mesh", or a 404 from older servers).
+func missingMesh(err error) bool {
+	var ve *api.ValidationError
+	if errors.As(err, &ve) {
+		for _, fe := range ve.Errors {
+			if fe.Field != "mesh" {
+				return false
+			}
+		}
+		return len(ve.Errors) > 0
+	}
+	return api.IsNotFound(err)
 }
 
 // creates reports whether docs include the resource key.
