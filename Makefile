@@ -32,6 +32,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./api/... ./global/...
 	$(GO) run ./test/bench/apibench -meshd ./$(BIN)/meshd
 	$(GO) run ./test/bench/clusterbench -meshd ./$(BIN)/meshd
+	$(GO) run ./test/bench/syncbench
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
