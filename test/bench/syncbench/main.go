@@ -200,10 +200,6 @@ func (c *counters) snap() snapshot {
 	return snapshot{c.msgs.Load(), c.payload.Load(), c.tcp.Load()}
 }
 
-func (s snapshot) sub(o snapshot) snapshot {
-	return snapshot{s.msgs - o.msgs, s.payload - o.payload, s.tcp - o.tcp}
-}
-
 func (c *counters) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
 func (c *counters) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (c *counters) HandleConn(context.Context, stats.ConnStats)                       {}
