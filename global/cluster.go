@@ -93,12 +93,14 @@ func (s *Server) bootstrapExpect(ctx context.Context) {
 				servers = append(servers, store.Server{ID: m.ID, Address: m.Meta.RaftAddr, Voter: true})
 			}
 			if err := s.store.BootstrapCluster(servers); err != nil {
-				s.logger.Error("bootstrap with expected nodes", "err", err)
+				// Retried at the next tick (HasState ends the loop once
+				// some bootstrap, ours or a leader's log, took effect).
+				s.logger.Error("bootstrap with expected nodes; retrying", "err", err)
 			} else {
 				s.logger.Info("bootstrapped the raft cluster", "voters", len(servers))
 				_ = s.members.UpdateMeta()
+				return
 			}
-			return
 		}
 		select {
 		case <-ctx.Done():

@@ -199,13 +199,13 @@ func applyPut(s *State, index uint64, body json.RawMessage) ApplyResult {
 	}
 	d, _ := api.Lookup(r.Type) // Prepare checked the type
 	if d.Scope == api.ScopeMesh {
-		if _, ok := s.byKey[api.Key{Type: api.TypeMesh, Name: r.Mesh}]; !ok {
+		if _, ok := s.index.Get(api.Key{Type: api.TypeMesh, Name: r.Mesh}); !ok {
 			v := &api.Validator{}
 			v.Add("mesh", "mesh %q does not exist", r.Mesh)
 			return ApplyResult{Err: v.Err()}
 		}
 	}
-	old := s.byKey[r.Key()]
+	old := s.resource(r.Key())
 	if c.ExpectRevision != 0 {
 		switch {
 		case old == nil:
@@ -241,7 +241,7 @@ func applyDelete(s *State, index uint64, body json.RawMessage) ApplyResult {
 		return ApplyResult{Err: fmt.Errorf("malformed delete command: %w", err)}
 	}
 	key := api.Key{Type: c.Type, Mesh: c.Mesh, Name: c.Name}
-	old, ok := s.byKey[key]
+	old, ok := s.index.Get(key)
 	if !ok {
 		return ApplyResult{Err: fmt.Errorf("%s: %w", key, api.ErrNotFound)}
 	}
@@ -249,7 +249,7 @@ func applyDelete(s *State, index uint64, body json.RawMessage) ApplyResult {
 		return ApplyResult{Err: &api.ConflictError{Reason: fmt.Sprintf("%s is at revision %d, expected %d", key, old.Revision, c.ExpectRevision)}}
 	}
 	if key.Type == api.TypeMesh {
-		if n := len(s.byType[api.TypeDataplane][key.Name]); n > 0 {
+		if n := s.index.Count(api.TypeDataplane, key.Name); n > 0 {
 			return ApplyResult{Err: &api.ConflictError{Reason: fmt.Sprintf("mesh %q has %d dataplane(s) attached; remove them before deleting the mesh", key.Name, n)}}
 		}
 		// Delete what the mesh owns, in a fixed order (registry, then name).
@@ -257,21 +257,11 @@ func applyDelete(s *State, index uint64, body json.RawMessage) ApplyResult {
 			if d.Scope != api.ScopeMesh {
 				continue
 			}
-			names := s.byType[d.Name][key.Name]
-			for _, name := range sortedNames(names) {
+			for _, name := range s.index.Names(d.Name, key.Name) {
 				s.remove(api.Key{Type: d.Name, Mesh: key.Name, Name: name}, index)
 			}
 		}
 	}
 	s.remove(key, index)
 	return ApplyResult{Resource: old}
-}
-
-func sortedNames(m map[string]*api.Resource) []string {
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	sortStrings(out)
-	return out
 }

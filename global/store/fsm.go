@@ -78,13 +78,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		header: snapshotHeader{
 			Version: snapshotVersion, Revision: s.revision, Bootstrapped: s.bootstrapped,
 			Meta: s.meta, TombFloor: s.tombFloor,
-			Resources: len(s.byKey), Tombstones: len(s.tombs),
+			Resources: s.index.Len(), Tombstones: len(s.tombs),
 		},
-		resources: make([]*api.Resource, 0, len(s.byKey)),
+		resources: s.index.All(),
 		tombs:     append([]tombstone(nil), s.tombs...),
-	}
-	for _, r := range s.byKey {
-		snap.resources = append(snap.resources, r)
 	}
 	return snap, nil
 }
@@ -187,11 +184,9 @@ func readSnapshot(r io.Reader) (*State, error) {
 func (s *State) replace(fresh *State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revision, s.byKey, s.byType, s.lastTouch = fresh.revision, fresh.byKey, fresh.byType, fresh.lastTouch
+	s.revision, s.index, s.lastTouch = fresh.revision, fresh.index, fresh.lastTouch
 	s.tombs, s.tombFloor, s.changes = fresh.tombs, fresh.tombFloor, fresh.changes
 	s.meta, s.bootstrapped = fresh.meta, fresh.bootstrapped
 	close(s.notify)
 	s.notify = make(chan struct{})
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

@@ -408,8 +408,8 @@ func TestFSMDelete(t *testing.T) {
 			}
 			before, beforeRev := dump(t, h.st), h.st.Revision()
 			liveBefore := map[api.Key]*api.Resource{}
-			for k, r := range h.st.byKey {
-				liveBefore[k] = r
+			for _, r := range h.st.index.All() {
+				liveBefore[r.Key()] = r
 			}
 
 			res := tt.do(h)

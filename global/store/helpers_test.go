@@ -246,15 +246,12 @@ func dump(t testing.TB, st *State) string {
 	t.Helper()
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	keys := make([]api.Key, 0, len(st.byKey))
-	for k := range st.byKey {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	all := st.index.All()
+	sort.Slice(all, func(i, j int) bool { return all[i].Key().String() < all[j].Key().String() })
 	var b strings.Builder
 	fmt.Fprintf(&b, "bootstrapped=%v meta=%+v\n", st.bootstrapped, st.meta)
-	for _, k := range keys {
-		r := st.byKey[k]
+	for _, r := range all {
+		k := r.Key()
 		body, err := json.Marshal(r)
 		if err != nil {
 			t.Fatalf("marshal %s: %v", k, err)
@@ -289,33 +286,18 @@ func checkInvariants(st *State) error {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	var errs []error
-	n := 0
-	for typ, meshes := range st.byType {
-		for mesh, names := range meshes {
-			if len(names) == 0 {
-				errs = append(errs, fmt.Errorf("byType[%s][%q] is empty but present", typ, mesh))
-			}
-			for name, r := range names {
-				n++
-				k := key(typ, mesh, name)
-				if r.Key() != k {
-					errs = append(errs, fmt.Errorf("byType %s holds %s", k, r.Key()))
-				}
-				if st.byKey[k] != r {
-					errs = append(errs, fmt.Errorf("byType %s is not byKey's", k))
-				}
-			}
-		}
+	all := st.index.All()
+	if len(all) != st.index.Len() {
+		errs = append(errs, fmt.Errorf("index: All gives %d resources, Len %d", len(all), st.index.Len()))
 	}
-	if n != len(st.byKey) {
-		errs = append(errs, fmt.Errorf("byType holds %d resources, byKey %d", n, len(st.byKey)))
-	}
-	for k, r := range st.byKey {
-		if r.Key() != k {
-			errs = append(errs, fmt.Errorf("byKey %s holds %s", k, r.Key()))
-		}
-		if st.byType[k.Type][k.Mesh][k.Name] != r {
-			errs = append(errs, fmt.Errorf("byKey %s missing from byType", k))
+	perType := map[string]int{}
+	perMesh := map[[2]string]int{}
+	for _, r := range all {
+		k := r.Key()
+		perType[k.Type]++
+		perMesh[[2]string{k.Type, k.Mesh}]++
+		if got, ok := st.index.Get(k); !ok || got != r {
+			errs = append(errs, fmt.Errorf("index: Get(%s) is not the resource All gives", k))
 		}
 		if r.Revision == 0 || r.Revision > st.revision {
 			errs = append(errs, fmt.Errorf("%s at revision %d, state at %d", k, r.Revision, st.revision))
@@ -334,8 +316,21 @@ func checkInvariants(st *State) error {
 			errs = append(errs, fmt.Errorf("tombstone %s@%d outside (floor %d, revision %d)", tb.key, tb.revision, st.tombFloor, st.revision))
 		}
 	}
+	for typ, n := range perType {
+		if got := st.index.Count(typ, ""); got != n {
+			errs = append(errs, fmt.Errorf("index: Count(%s) = %d, All holds %d", typ, got, n))
+		}
+		if got := len(st.index.List(typ, "")); got != n {
+			errs = append(errs, fmt.Errorf("index: List(%s) holds %d, All %d", typ, got, n))
+		}
+	}
+	for tm, n := range perMesh {
+		if got := st.index.Count(tm[0], tm[1]); got != n {
+			errs = append(errs, fmt.Errorf("index: Count(%s, %q) = %d, All holds %d", tm[0], tm[1], got, n))
+		}
+	}
 	for k, rev := range st.lastTouch {
-		if _, live := st.byKey[k]; !live && !tombAt[tombstone{key: k, revision: rev}] {
+		if _, live := st.index.Get(k); !live && !tombAt[tombstone{key: k, revision: rev}] {
 			errs = append(errs, fmt.Errorf("%s last touched at %d: neither live nor a tombstone", k, rev))
 		}
 	}

@@ -77,8 +77,9 @@ func compareStates(t *testing.T, a, b *State) {
 	if fmt.Sprint(a.lastTouch) != fmt.Sprint(b.lastTouch) { // fmt sorts map keys
 		t.Errorf("lastTouch differs:\n%v\n%v", a.lastTouch, b.lastTouch)
 	}
-	for k, ra := range a.byKey {
-		rb := b.byKey[k]
+	for _, ra := range a.index.All() {
+		k := ra.Key()
+		rb, _ := b.index.Get(k)
 		if rb == nil || !ra.CreationTime.Equal(rb.CreationTime) || !ra.ModificationTime.Equal(rb.ModificationTime) || ra.Revision != rb.Revision {
 			t.Errorf("%s: %v vs %v", k, ra, rb)
 		}

@@ -63,10 +63,9 @@ func (m ClusterMeta) HasSecrets() bool { return len(m.ZoneTokenKey) > 0 && len(m
 type State struct {
 	mu sync.RWMutex
 
-	revision  uint64                                         // index of the last applied command
-	byKey     map[api.Key]*api.Resource                      // every live resource
-	byType    map[string]map[string]map[string]*api.Resource // type → mesh → name
-	lastTouch map[api.Key]uint64                             // key → revision of its last change (live or deleted)
+	revision  uint64             // index of the last applied command
+	index     *api.Index         // every live resource, by key and by type → mesh → name
+	lastTouch map[api.Key]uint64 // key → revision of its last change (live or deleted)
 
 	tombs         []tombstone // ordered by revision
 	tombFloor     uint64      // deletions at or below this revision may be forgotten
@@ -83,8 +82,7 @@ type State struct {
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{
-		byKey:         map[api.Key]*api.Resource{},
-		byType:        map[string]map[string]map[string]*api.Resource{},
+		index:         api.NewIndex(),
 		lastTouch:     map[api.Key]uint64{},
 		maxTombstones: DefaultMaxTombstones,
 		notify:        make(chan struct{}),
@@ -110,54 +108,22 @@ func (s *State) Watch() <-chan struct{} {
 func (s *State) Get(key api.Key) (*api.Resource, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r, ok := s.byKey[key]
-	return r, ok
+	return s.index.Get(key)
 }
 
 // List returns the resources of a type, in one mesh or (mesh "") all,
 // sorted by mesh then name.
 func (s *State) List(typ, mesh string) []*api.Resource {
 	s.mu.RLock()
-	var out []*api.Resource
-	if meshes := s.byType[typ]; meshes != nil {
-		if mesh != "" {
-			out = appendValues(out, meshes[mesh])
-		} else {
-			for _, names := range meshes {
-				out = appendValues(out, names)
-			}
-		}
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Mesh != out[j].Mesh {
-			return out[i].Mesh < out[j].Mesh
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
+	defer s.mu.RUnlock()
+	return s.index.List(typ, mesh)
 }
 
 // Count returns the number of resources of a type in a mesh ("" = all).
 func (s *State) Count(typ, mesh string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	meshes := s.byType[typ]
-	if mesh != "" {
-		return len(meshes[mesh])
-	}
-	n := 0
-	for _, names := range meshes {
-		n += len(names)
-	}
-	return n
-}
-
-func appendValues(out []*api.Resource, m map[string]*api.Resource) []*api.Resource {
-	for _, r := range m {
-		out = append(out, r)
-	}
-	return out
+	return s.index.Count(typ, mesh)
 }
 
 // Meta returns the cluster identity and whether the store was bootstrapped.
@@ -182,7 +148,7 @@ func (s *State) ChangesSince(since uint64) ([]Change, uint64, error) {
 		if s.lastTouch[c.key] != c.revision {
 			continue // superseded by a later change of the same key
 		}
-		out = append(out, Change{Key: c.key, Revision: c.revision, Resource: s.byKey[c.key]})
+		out = append(out, Change{Key: c.key, Revision: c.revision, Resource: s.resource(c.key)})
 	}
 	return out, s.revision, nil
 }
@@ -191,38 +157,23 @@ func (s *State) ChangesSince(since uint64) ([]Change, uint64, error) {
 // (*State).apply.
 
 func (s *State) put(r *api.Resource) {
-	key := r.Key()
-	s.byKey[key] = r
-	meshes := s.byType[r.Type]
-	if meshes == nil {
-		meshes = map[string]map[string]*api.Resource{}
-		s.byType[r.Type] = meshes
-	}
-	names := meshes[r.Mesh]
-	if names == nil {
-		names = map[string]*api.Resource{}
-		meshes[r.Mesh] = names
-	}
-	names[r.Name] = r
-	s.touch(key, r.Revision)
+	s.index.Put(r)
+	s.touch(r.Key(), r.Revision)
 }
 
 func (s *State) remove(key api.Key, revision uint64) {
-	if _, ok := s.byKey[key]; !ok {
+	if _, ok := s.index.Delete(key); !ok {
 		return
-	}
-	delete(s.byKey, key)
-	if meshes := s.byType[key.Type]; meshes != nil {
-		if names := meshes[key.Mesh]; names != nil {
-			delete(names, key.Name)
-			if len(names) == 0 {
-				delete(meshes, key.Mesh)
-			}
-		}
 	}
 	s.tombs = append(s.tombs, tombstone{key: key, revision: revision})
 	s.touch(key, revision)
 	s.pruneTombstones()
+}
+
+// resource returns the live resource under key, nil when there is none.
+func (s *State) resource(key api.Key) *api.Resource {
+	r, _ := s.index.Get(key)
+	return r
 }
 
 func (s *State) touch(key api.Key, revision uint64) {
@@ -282,9 +233,5 @@ func (s *State) apply(index uint64, fn func()) {
 func (s *State) All() ([]*api.Resource, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]*api.Resource, 0, len(s.byKey))
-	for _, r := range s.byKey {
-		out = append(out, r)
-	}
-	return out, s.revision
+	return s.index.All(), s.revision
 }

@@ -376,8 +376,8 @@ func TestStateChangesSinceModel(t *testing.T) {
 			if err := checkInvariants(st); err != nil {
 				t.Fatal(err)
 			}
-			if len(st.byKey) != len(m.live) {
-				t.Errorf("%d live resources, model %d", len(st.byKey), len(m.live))
+			if st.index.Len() != len(m.live) {
+				t.Errorf("%d live resources, model %d", st.index.Len(), len(m.live))
 			}
 		})
 	}

@@ -120,7 +120,7 @@ func (inv *Inventory) load() (created bool, err error) {
 			if err != nil {
 				return fmt.Errorf("%w: resource %q: %w", ErrCorrupt, bytes.ReplaceAll(k, []byte{0}, []byte{'/'}), err)
 			}
-			indexPut(inv.byKey, inv.byType, r)
+			inv.index.Put(r)
 			return nil
 		}); err != nil {
 			return err

@@ -170,10 +170,9 @@ type Inventory struct {
 	seq           uint64
 	acked         uint64
 	reportedTo    Target
-	byKey         map[api.Key]*api.Resource
-	byType        map[string]map[string]map[string]*api.Resource // type → mesh → name
-	pending       []*syncpb.Report                               // ascending sequence
-	pendingByKey  map[api.Key]uint64                             // the pending one-resource report of a key
+	index         *api.Index
+	pending       []*syncpb.Report   // ascending sequence
+	pendingByKey  map[api.Key]uint64 // the pending one-resource report of a key
 	rejections    map[api.Key]Rejection
 	reportsNotify chan struct{} // closed and replaced when a report is added
 	changeNotify  chan struct{} // closed and replaced when a resource changes
@@ -211,8 +210,7 @@ func Open(path string, logger *slog.Logger, opts Options) (*Inventory, error) {
 		zone:           opts.Zone,
 		path:           path,
 		db:             db,
-		byKey:          map[api.Key]*api.Resource{},
-		byType:         map[string]map[string]map[string]*api.Resource{},
+		index:          api.NewIndex(),
 		pendingByKey:   map[api.Key]uint64{},
 		rejections:     map[api.Key]Rejection{},
 		reportsNotify:  make(chan struct{}),
@@ -226,7 +224,7 @@ func Open(path string, logger *slog.Logger, opts Options) (*Inventory, error) {
 	if created {
 		logger.Info("created zone inventory", "path", path)
 	} else {
-		logger.Info("loaded zone inventory", "path", path, "resources", len(inv.byKey),
+		logger.Info("loaded zone inventory", "path", path, "resources", inv.index.Len(),
 			"sequence", inv.seq, "pending_reports", len(inv.pending), "rejected", len(inv.rejections))
 	}
 	return inv, nil
@@ -267,33 +265,15 @@ func (inv *Inventory) Sequence() uint64 {
 func (inv *Inventory) Get(key api.Key) (*api.Resource, bool) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	r, ok := inv.byKey[key]
-	return r, ok
+	return inv.index.Get(key)
 }
 
 // List returns the resources of a type, in one mesh or (mesh "") all, sorted
 // by mesh then name. The results must not be modified.
 func (inv *Inventory) List(typ, mesh string) []*api.Resource {
 	inv.mu.RLock()
-	var out []*api.Resource
-	if meshes := inv.byType[typ]; meshes != nil {
-		for m, names := range meshes {
-			if mesh != "" && m != mesh {
-				continue
-			}
-			for _, r := range names {
-				out = append(out, r)
-			}
-		}
-	}
-	inv.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Mesh != out[j].Mesh {
-			return out[i].Mesh < out[j].Mesh
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
+	defer inv.mu.RUnlock()
+	return inv.index.List(typ, mesh)
 }
 
 // Changed returns a channel closed at the next change of a resource. Take it
@@ -360,40 +340,6 @@ func (inv *Inventory) Watch() <-chan struct{} {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	return inv.reportsNotify
-}
-
-// index helpers; callers hold mu for writing (or own the maps).
-
-func indexPut(byKey map[api.Key]*api.Resource, byType map[string]map[string]map[string]*api.Resource, r *api.Resource) {
-	byKey[r.Key()] = r
-	meshes := byType[r.Type]
-	if meshes == nil {
-		meshes = map[string]map[string]*api.Resource{}
-		byType[r.Type] = meshes
-	}
-	names := meshes[r.Mesh]
-	if names == nil {
-		names = map[string]*api.Resource{}
-		meshes[r.Mesh] = names
-	}
-	names[r.Name] = r
-}
-
-func indexDelete(byKey map[api.Key]*api.Resource, byType map[string]map[string]map[string]*api.Resource, key api.Key) {
-	if _, ok := byKey[key]; !ok {
-		return
-	}
-	delete(byKey, key)
-	meshes := byType[key.Type]
-	if names := meshes[key.Mesh]; names != nil {
-		delete(names, key.Name)
-		if len(names) == 0 {
-			delete(meshes, key.Mesh)
-		}
-	}
-	if len(meshes) == 0 {
-		delete(byType, key.Type)
-	}
 }
 
 // singleKey returns the key of a report that carries exactly one resource

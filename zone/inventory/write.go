@@ -67,7 +67,7 @@ func (inv *Inventory) Put(r *api.Resource, opts PutOptions) (*api.Resource, bool
 		return nil, false, err
 	}
 	rep := &syncpb.Report{Sequence: seq, Upserts: []*syncpb.Resource{wire}}
-	if err := inv.commit(key, record, rep, func() { indexPut(inv.byKey, inv.byType, next) }); err != nil {
+	if err := inv.commit(key, record, rep, func() { inv.index.Put(next) }); err != nil {
 		return nil, false, err
 	}
 	inv.logger.Debug("stored zone resource", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "revision", seq)
@@ -100,7 +100,7 @@ func (inv *Inventory) Delete(key api.Key, expectRevision uint64) (*api.Resource,
 	}
 	seq := inv.seq + 1
 	rep := &syncpb.Report{Sequence: seq, Deletes: []*syncpb.Deletion{{Type: key.Type, Mesh: key.Mesh, Name: key.Name, Revision: seq}}}
-	if err := inv.commit(key, nil, rep, func() { indexDelete(inv.byKey, inv.byType, key) }); err != nil {
+	if err := inv.commit(key, nil, rep, func() { inv.index.Delete(key) }); err != nil {
 		return nil, err
 	}
 	inv.logger.Debug("deleted zone resource", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "revision", seq)
@@ -315,9 +315,7 @@ func (inv *Inventory) ReportTo(t Target) (int, error) {
 	var all []*api.Resource
 	if why != "" {
 		inv.mu.RLock()
-		for _, r := range inv.byKey {
-			all = append(all, r)
-		}
+		all = inv.index.All()
 		inv.mu.RUnlock()
 		sort.Slice(all, func(i, j int) bool { return all[i].Key().String() < all[j].Key().String() })
 	}

@@ -81,10 +81,10 @@ func (r *Replica) ApplyChanges(upserts []*syncpb.Resource, deletes []*syncpb.Del
 	// Committed: publish to readers, in the order the transaction applied.
 	r.publish(func() {
 		for _, a := range good {
-			indexPut(r.byKey, r.byType, a.res)
+			r.index.Put(a.res)
 		}
 		for _, k := range deleted {
-			indexDelete(r.byKey, r.byType, k)
+			r.index.Delete(k)
 		}
 		r.revision = revision
 	})
@@ -120,21 +120,20 @@ func (r *Replica) Reset(resources []*syncpb.Resource, revision uint64, clusterID
 	}
 	good, rejections := r.checkAll(resources)
 
-	byKey := make(map[api.Key]*api.Resource, len(good))
-	byType := map[string]map[string]map[string]*api.Resource{}
+	index := api.NewIndex()
 	for _, a := range good {
-		indexPut(byKey, byType, a.res)
+		index.Put(a.res)
 	}
 	// Previous versions of rejected keys kept (same cluster only).
 	var kept []api.Key
 	if sameCluster {
 		for _, rej := range rejections {
 			k := api.Key{Type: rej.GetType(), Mesh: rej.GetMesh(), Name: rej.GetName()}
-			if _, ok := byKey[k]; ok {
+			if _, ok := index.Get(k); ok {
 				continue
 			}
 			if old, ok := r.Get(k); ok {
-				indexPut(byKey, byType, old)
+				index.Put(old)
 				kept = append(kept, k)
 			}
 		}
@@ -178,11 +177,11 @@ func (r *Replica) Reset(resources []*syncpb.Resource, revision uint64, clusterID
 	}
 
 	r.publish(func() {
-		r.byKey, r.byType = byKey, byType
+		r.index = index
 		r.revision, r.clusterID = revision, clusterID
 	})
 	r.logger.Info("replica reset", "revision", revision, "cluster_id", clusterID,
-		"resources", len(byKey), "rejected", len(rejections), "kept_previous", len(kept))
+		"resources", index.Len(), "rejected", len(rejections), "kept_previous", len(kept))
 	return rejections, nil
 }
 
@@ -194,7 +193,7 @@ func (r *Replica) holdsAny(deletes []*syncpb.Deletion) bool {
 		if d == nil {
 			continue
 		}
-		if _, ok := r.byKey[api.Key{Type: d.GetType(), Mesh: d.GetMesh(), Name: d.GetName()}]; ok {
+		if _, ok := r.index.Get(api.Key{Type: d.GetType(), Mesh: d.GetMesh(), Name: d.GetName()}); ok {
 			return true
 		}
 	}

@@ -111,7 +111,7 @@ func (r *Replica) load() (created bool, err error) {
 			if err != nil {
 				return fmt.Errorf("%w: record %q: %w", ErrCorrupt, bytes.ReplaceAll(k, []byte{0}, []byte{'/'}), err)
 			}
-			indexPut(r.byKey, r.byType, res)
+			r.index.Put(res)
 			return nil
 		})
 	})

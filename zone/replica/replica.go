@@ -9,7 +9,7 @@
 // generation and ingress computation read from here (Get, List, Count) and
 // wait for the next change with Watch.
 //
-// Reads are served from an in-memory index (by key, and by type → mesh →
+// Reads are served from an in-memory api.Index (by key, and by type → mesh →
 // name, like global's State); a write goes to the file in one bbolt
 // transaction (fsynced on commit) and only then to memory, so a crash
 // mid-write leaves the old consistent state on disk and readers never see a
@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -115,9 +114,8 @@ type Replica struct {
 	mu        sync.RWMutex
 	revision  uint64
 	clusterID string
-	byKey     map[api.Key]*api.Resource
-	byType    map[string]map[string]map[string]*api.Resource // type → mesh → name
-	notify    chan struct{}                                  // closed and replaced on every change
+	index     *api.Index
+	notify    chan struct{} // closed and replaced on every change
 }
 
 // Open opens the replica file at path, creating it (mode 0600) when it does
@@ -149,8 +147,7 @@ func Open(path string, logger *slog.Logger, opts Options) (*Replica, error) {
 		zone:   opts.Zone,
 		path:   path,
 		db:     db,
-		byKey:  map[api.Key]*api.Resource{},
-		byType: map[string]map[string]map[string]*api.Resource{},
+		index:  api.NewIndex(),
 		notify: make(chan struct{}),
 	}
 	created, err := r.load()
@@ -162,7 +159,7 @@ func Open(path string, logger *slog.Logger, opts Options) (*Replica, error) {
 		logger.Info("created zone replica", "path", path)
 	} else {
 		logger.Info("loaded zone replica", "path", path, "revision", r.revision,
-			"cluster_id", r.clusterID, "resources", len(r.byKey))
+			"cluster_id", r.clusterID, "resources", r.index.Len())
 	}
 	return r, nil
 }
@@ -218,98 +215,29 @@ func (r *Replica) Watch() <-chan struct{} {
 func (r *Replica) Get(key api.Key) (*api.Resource, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	res, ok := r.byKey[key]
-	return res, ok
+	return r.index.Get(key)
 }
 
 // List returns the resources of a type, in one mesh or (mesh "") all, sorted
 // by mesh then name. The results must not be modified.
 func (r *Replica) List(typ, mesh string) []*api.Resource {
 	r.mu.RLock()
-	var out []*api.Resource
-	if meshes := r.byType[typ]; meshes != nil {
-		if mesh != "" {
-			out = appendValues(out, meshes[mesh])
-		} else {
-			for _, names := range meshes {
-				out = appendValues(out, names)
-			}
-		}
-	}
-	r.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Mesh != out[j].Mesh {
-			return out[i].Mesh < out[j].Mesh
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
+	defer r.mu.RUnlock()
+	return r.index.List(typ, mesh)
 }
 
 // Count returns the number of resources of a type in a mesh ("" = all).
 func (r *Replica) Count(typ, mesh string) int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	meshes := r.byType[typ]
-	if mesh != "" {
-		return len(meshes[mesh])
-	}
-	n := 0
-	for _, names := range meshes {
-		n += len(names)
-	}
-	return n
+	return r.index.Count(typ, mesh)
 }
 
 // Len returns the number of resources held.
 func (r *Replica) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.byKey)
-}
-
-func appendValues(out []*api.Resource, m map[string]*api.Resource) []*api.Resource {
-	for _, res := range m {
-		out = append(out, res)
-	}
-	return out
-}
-
-// index helpers; callers hold mu for writing (or own the maps exclusively).
-
-func indexPut(byKey map[api.Key]*api.Resource, byType map[string]map[string]map[string]*api.Resource, res *api.Resource) {
-	byKey[res.Key()] = res
-	meshes := byType[res.Type]
-	if meshes == nil {
-		meshes = map[string]map[string]*api.Resource{}
-		byType[res.Type] = meshes
-	}
-	names := meshes[res.Mesh]
-	if names == nil {
-		names = map[string]*api.Resource{}
-		meshes[res.Mesh] = names
-	}
-	names[res.Name] = res
-}
-
-func indexDelete(byKey map[api.Key]*api.Resource, byType map[string]map[string]map[string]*api.Resource, key api.Key) {
-	if _, ok := byKey[key]; !ok {
-		return
-	}
-	delete(byKey, key)
-	meshes := byType[key.Type]
-	if meshes == nil {
-		return
-	}
-	if names := meshes[key.Mesh]; names != nil {
-		delete(names, key.Name)
-		if len(names) == 0 {
-			delete(meshes, key.Mesh)
-		}
-	}
-	if len(meshes) == 0 {
-		delete(byType, key.Type)
-	}
+	return r.index.Len()
 }
 
 // publish runs fn under the write lock and wakes watchers.
