@@ -193,7 +193,9 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 		builder: &batch.Builder{Feed: s.cfg.Feed, Filter: s.cfg.Filter(zone), MaxBytes: s.cfg.MaxMessageBytes},
 		logger:  s.logger.With("zone", zone, "replica", hello.GetReplicaId())}
 	s.cfg.Insights.Connected(zone, sess.replica, s.cfg.NodeID, time.Now())
+	sess.startWriter(ctx)
 	err = sess.run(ctx, hello, recv, recvErr)
+	sess.stopWriter()
 	s.cfg.Insights.Disconnected(zone, sess.replica, time.Now(), err)
 	sess.logger.Info("zone stream ended", "err", err)
 	return err
@@ -244,6 +246,69 @@ type session struct {
 	builder *batch.Builder
 	logger  *slog.Logger
 	cursor  uint64 // the revision the zone has been sent up to
+
+	// The writer goroutine is the only caller of stream.Send: a zone that
+	// stops reading blocks it, not the session's loop, which keeps
+	// watching heartbeats and ends the stream (unblocking the writer).
+	out        chan *syncpb.StreamResponse
+	writeErr   chan error
+	quit       chan struct{}
+	writerDone chan struct{}
+}
+
+// writerQueue bounds the messages waiting for a zone that reads slowly;
+// when it is full for SendTimeout the zone is dropped.
+const writerQueue = 64
+
+func (ss *session) startWriter(ctx context.Context) {
+	ss.out = make(chan *syncpb.StreamResponse, writerQueue)
+	ss.writeErr = make(chan error, 1)
+	ss.quit = make(chan struct{})
+	ss.writerDone = make(chan struct{})
+	go func() {
+		defer close(ss.writerDone)
+		write := func(m *syncpb.StreamResponse) bool {
+			if err := ss.stream.Send(m); err != nil {
+				ss.writeErr <- fmt.Errorf("send to zone: %w", err)
+				return false
+			}
+			return true
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-ss.out:
+				if !write(m) {
+					return
+				}
+			case <-ss.quit:
+				// Flush what the session queued before it ended (a report
+				// acknowledgement before the error that ends the stream).
+				for {
+					select {
+					case m := <-ss.out:
+						if !write(m) {
+							return
+						}
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+}
+
+// stopWriter lets the writer flush what is queued and waits for it, up to
+// one heartbeat interval (at most a second): a writer blocked in Send by a
+// zone that does not read is left to the stream's end, which unblocks it.
+func (ss *session) stopWriter() {
+	close(ss.quit)
+	select {
+	case <-ss.writerDone:
+	case <-time.After(min(ss.s.cfg.HeartbeatInterval, time.Second)):
+	}
 }
 
 func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *syncpb.StreamRequest, recvErr <-chan error) error {
@@ -296,6 +361,8 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-recvErr:
+			return err
+		case err := <-ss.writeErr:
 			return err
 		case <-changed:
 			changed = cfg.Feed.Watch()
@@ -394,9 +461,24 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 	return nil
 }
 
+// send queues a message for the writer. A zone that has not taken a message
+// for three heartbeat intervals while the queue is full is dropped.
 func (ss *session) send(m *syncpb.StreamResponse) error {
-	if err := ss.stream.Send(m); err != nil {
-		return fmt.Errorf("send to zone: %w", err)
+	select {
+	case ss.out <- m:
+		return nil
+	case err := <-ss.writeErr:
+		return err
+	default:
 	}
-	return nil
+	timer := time.NewTimer(3 * ss.s.cfg.HeartbeatInterval)
+	defer timer.Stop()
+	select {
+	case ss.out <- m:
+		return nil
+	case err := <-ss.writeErr:
+		return err
+	case <-timer.C:
+		return status.Errorf(codes.DeadlineExceeded, "zone has not read for %s (%d messages waiting)", 3*ss.s.cfg.HeartbeatInterval, writerQueue)
+	}
 }

@@ -701,9 +701,14 @@ func TestSlowZoneBlocksNeitherTheFeedNorOtherZones(t *testing.T) {
 	}
 
 	// The scenario is real: zone-1's session is stuck sending.
-	eventually(t, "zone-1's session to block in Send", func() bool {
+	eventually(t, "zone-1's session writer to block in Send", func() bool {
 		buf := make([]byte, 1<<20)
-		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "syncserver.(*session).send(")
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "syncserver.(*session).startWriter") && strings.Contains(g, "SendMsg") {
+				return true
+			}
+		}
+		return false
 	})
 
 	// zone-2 still gets a new change promptly: the slow session holds no
@@ -722,4 +727,27 @@ func TestSlowZoneBlocksNeitherTheFeedNorOtherZones(t *testing.T) {
 			t.Errorf("zone-2 got a change after %s while zone-1 does not read", took)
 		}
 	}
+
+}
+
+// TestHungZoneIsDropped: a zone that neither reads nor speaks while its
+// session's writer is stuck in Send is still dropped after three heartbeat
+// intervals: the session loop is not the goroutine blocked in Send.
+func TestHungZoneIsDropped(t *testing.T) {
+	checkLeaks(t)
+	h := newHarness(t, func(c *syncserver.Config) { c.HeartbeatInterval = 300 * time.Millisecond })
+	h.feed.put(mesh(t, "default"))
+	slow := h.dial(false, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	slow.hello(&syncpb.Hello{Zone: "zone-1", ReplicaId: "hung", Token: "good-zone-1"})
+	eventually(t, "the session", func() bool {
+		conn, _, _ := h.insights.snapshot()
+		return len(conn) == 1
+	})
+	for i := range 2500 {
+		h.feed.put(zoneIngress(t, fmt.Sprintf("zi-%04d", i), "zone-2"))
+	}
+	eventually(t, "the hung zone dropped", func() bool {
+		_, _, disc := h.insights.snapshot()
+		return len(disc) == 1 && disc[0].zone == "zone-1"
+	})
 }
