@@ -6,7 +6,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,11 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/meshfed/meshfed/api"
-	"github.com/meshfed/meshfed/ca"
 	"github.com/meshfed/meshfed/global"
 	"github.com/meshfed/meshfed/sync/batch"
 	"github.com/meshfed/meshfed/sync/syncpb"
@@ -169,39 +164,7 @@ type zone struct {
 
 func startZone(t *testing.T, g *node, name, tok string, reps *reports) *zone {
 	t.Helper()
-	rep, err := replica.Open(filepath.Join(t.TempDir(), "replica.db"), nil, replica.Options{Zone: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := ca.CertPool(g.syncCA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := syncclient.Config{
-		Zone: name, ReplicaID: name + "-r1", GlobalAddrs: []string{g.cfg.SyncAddr}, Token: tok,
-		DialOptions:       []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool}))},
-		Replica:           rep,
-		HeartbeatInterval: time.Second,
-		Backoff:           syncclient.Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
-	}
-	if reps != nil {
-		cfg.Reports = reps
-	}
-	c, err := syncclient.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	z := &zone{rep: rep, client: c}
-	z.stop = func() {
-		cancel()
-		<-done
-		rep.Close()
-	}
-	t.Cleanup(z.stop)
-	return z
+	return runZone(t, g, name, filepath.Join(t.TempDir(), "replica.db"), tok, reps)
 }
 
 func dataplaneReport(t *testing.T, seq uint64, name string) *syncpb.Report {
