@@ -21,6 +21,35 @@ func (g *globals) context(cmd *cobra.Command) (context.Context, context.CancelFu
 	return context.WithTimeout(cmd.Context(), g.timeout)
 }
 
+// typeCall is what a command about one resource type needs: the type and
+// mesh the user named, a client, and a context bounded by --timeout (call
+// cancel when done).
+type typeCall struct {
+	d      *api.Descriptor
+	mesh   string
+	c      *client.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// key names a resource of the call's type.
+func (tc *typeCall) key(name string) api.Key {
+	return api.Key{Type: tc.d.Name, Mesh: tc.mesh, Name: name}
+}
+
+func (g *globals) typeCall(cmd *cobra.Command, typ, mesh string) (*typeCall, error) {
+	d, m, err := resolveType(typ, mesh)
+	if err != nil {
+		return nil, err
+	}
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := g.context(cmd)
+	return &typeCall{d: d, mesh: m, c: c, ctx: ctx, cancel: cancel}, nil
+}
+
 func newApplyCmd(g *globals) *cobra.Command {
 	var files []string
 	var dryRun bool
@@ -177,24 +206,19 @@ func newGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, m, err := resolveType(args[0], mesh)
+			tc, err := g.typeCall(cmd, args[0], mesh)
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+			defer tc.cancel()
 			if len(args) == 2 {
-				r, err := c.Get(ctx, api.Key{Type: d.Name, Mesh: m, Name: args[1]})
+				r, err := tc.c.Get(tc.ctx, tc.key(args[1]))
 				if err != nil {
 					return err
 				}
 				return output.One(cmd.OutOrStdout(), f, r, time.Now())
 			}
-			items, err := c.ListAll(ctx, d.Name, m, client.ListOptions{})
+			items, err := tc.c.ListAll(tc.ctx, tc.d.Name, tc.mesh, client.ListOptions{})
 			if err != nil {
 				return err
 			}
@@ -221,18 +245,13 @@ func newDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a resource (deleting a Mesh deletes everything in it)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, m, err := resolveType(args[0], mesh)
+			tc, err := g.typeCall(cmd, args[0], mesh)
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd)
-			defer cancel()
-			key := api.Key{Type: d.Name, Mesh: m, Name: args[1]}
-			if err := c.Delete(ctx, key, client.DeleteOptions{}); err != nil {
+			defer tc.cancel()
+			key := tc.key(args[1])
+			if err := tc.c.Delete(tc.ctx, key, client.DeleteOptions{}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", describe(&api.Resource{Meta: api.Meta{Type: key.Type, Mesh: key.Mesh, Name: key.Name}}))

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/output"
 )
 
@@ -30,17 +29,12 @@ type name, its plural or an alias:
 			if err != nil {
 				return err
 			}
-			d, m, err := resolveType(args[0], mesh)
+			tc, err := g.typeCall(cmd, args[0], mesh)
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd)
-			defer cancel()
-			st, err := c.ResourceStatus(ctx, api.Key{Type: d.Name, Mesh: m, Name: args[1]})
+			defer tc.cancel()
+			st, err := tc.c.ResourceStatus(tc.ctx, tc.key(args[1]))
 			if err != nil {
 				return err
 			}
