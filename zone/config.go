@@ -21,6 +21,9 @@ const (
 	DefaultXDSAddr = "127.0.0.1:5678"
 )
 
+// DefaultTombstoneTTL is how long the inventory remembers a deletion.
+const DefaultTombstoneTTL = 7 * 24 * time.Hour
+
 // Files in DataDir.
 const (
 	// ReplicaFile holds the zone's replica of global's state.
@@ -60,6 +63,24 @@ type Config struct {
 	// XDSAddr is reserved for the xDS server (not served yet); when set it
 	// must be host:port. Default DefaultXDSAddr.
 	XDSAddr string
+	// GossipAddr, when set, runs this replica in a pool with the zone's
+	// other replicas (DESIGN.md §7, zone/peers): host:port for memberlist
+	// (UDP and TCP). Empty: a zone of one replica.
+	GossipAddr string
+	// GossipAdvertiseAddr is the gossip address peers reach; default
+	// GossipAddr.
+	GossipAdvertiseAddr string
+	// Join lists other replicas' gossip addresses.
+	Join []string
+	// GossipKeyFile holds a base64 key of 16, 24 or 32 bytes that encrypts
+	// the replicas' gossip; every replica of the zone needs the same key.
+	// Empty: plaintext gossip.
+	GossipKeyFile string
+	// TombstoneTTL is how long a deleted resource's tombstone is kept (so
+	// that a replica holding an older version cannot bring it back);
+	// default DefaultTombstoneTTL. A replica away longer than that should
+	// start with an empty data dir.
+	TombstoneTTL time.Duration
 	// MaxBodyBytes limits API request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	// Version is the build version shown at GET /.
@@ -119,6 +140,24 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.XDSAddr); err != nil {
 		errs = append(errs, fmt.Errorf("xds-addr: %q is not host:port: %w", c.XDSAddr, err))
+	}
+	if c.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+			errs = append(errs, fmt.Errorf("gossip-addr: %q is not host:port: %w", c.GossipAddr, err))
+		}
+	} else if len(c.Join) > 0 || c.GossipKeyFile != "" || c.GossipAdvertiseAddr != "" {
+		errs = append(errs, errors.New("gossip-addr: must be set to use join, gossip-key-file or gossip-advertise-addr (they configure the pool of the zone's replicas)"))
+	}
+	for i, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("join: address %d (%q) is not host:port", i+1, j))
+		}
+	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if c.TombstoneTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("tombstone-ttl: %s is too short (at least 1m; default %s)", c.TombstoneTTL, DefaultTombstoneTTL))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max-body-bytes: %d must not be negative", c.MaxBodyBytes))

@@ -43,6 +43,11 @@
 //     global has lost them: another global cluster id, or a new creation
 //     time of the zone's own Zone resource (deleted on global while the zone
 //     was offline). Otherwise a reconnection sends only pending reports.
+//   - Replicas (HA): with GossipAddr set, the zone's replicas form a gossip
+//     pool (zone/peers) and share their inventories, last writer wins by
+//     stamp; every replica reports its own inventory to global on its own
+//     stream. Global's state reaches each replica on that stream too, so
+//     only the zone's own resources need sharing.
 //   - XDSAddr is accepted and validated but not served yet: it is reserved
 //     for the xDS server (DESIGN.md §8).
 package zone

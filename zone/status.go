@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshfed/meshfed/zone/inventory"
+	"github.com/meshfed/meshfed/zone/peers"
 )
 
 // Status is the zone control plane's view of itself, served at
@@ -22,6 +23,9 @@ type Status struct {
 	// Reports is the outbox of changes to the zone's own resources, and
 	// the resources global refused.
 	Reports inventory.Status `json:"reports"`
+	// Peers is the pool of the zone's replicas (absent for a zone of one
+	// replica).
+	Peers *peers.Status `json:"peers,omitempty"`
 }
 
 // GlobalStatus is the sync connection to global.
@@ -73,7 +77,13 @@ func (s *Server) status(p *parts) Status {
 		t := cs.LastErrorAt.UTC()
 		g.LastError, g.LastErrorAt = cs.LastError.Error(), &t
 	}
+	var ps *peers.Status
+	if p.peers != nil {
+		st := p.peers.Status()
+		ps = &st
+	}
 	return Status{
+		Peers:     ps,
 		Zone:      s.cfg.Zone,
 		ReplicaID: s.cfg.ReplicaID,
 		Ready:     ready(p) == nil,

@@ -3,6 +3,7 @@ package zone
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/meshfed/meshfed/api/rest"
 	"github.com/meshfed/meshfed/ca"
 	"github.com/meshfed/meshfed/zone/inventory"
+	"github.com/meshfed/meshfed/zone/peers"
 	"github.com/meshfed/meshfed/zone/replica"
 	"github.com/meshfed/meshfed/zone/syncclient"
 )
@@ -41,7 +43,9 @@ type Server struct {
 	logger   *slog.Logger // with the zone's name
 	base     *slog.Logger // without: the sync client adds it itself
 	dialOpts []grpc.DialOption
-	running  atomic.Bool
+	// gossipKey encrypts the replicas' gossip (nil: plaintext).
+	gossipKey []byte
+	running   atomic.Bool
 	// parts is set by Run once the files are open (nil before and after).
 	parts atomic.Pointer[parts]
 }
@@ -51,6 +55,7 @@ type parts struct {
 	rep    *replica.Replica
 	inv    *inventory.Inventory
 	client *syncclient.Client
+	peers  *peers.Peers // nil: a zone of one replica
 	api    net.Addr
 }
 
@@ -80,15 +85,39 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
+	var gossipKey []byte
+	var err error
+	if cfg.GossipKeyFile != "" {
+		if gossipKey, err = readGossipKey(cfg.GossipKeyFile); err != nil {
+			return nil, fmt.Errorf("gossip-key-file: %w", err)
+		}
+	}
 	return &Server{
-		cfg:    cfg,
-		logger: logger.With("zone", cfg.Zone),
-		base:   logger,
+		gossipKey: gossipKey,
+		cfg:       cfg,
+		logger:    logger.With("zone", cfg.Zone),
+		base:      logger,
 		dialOpts: []grpc.DialOption{
 			grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSyncMessageBytes)),
 		},
 	}, nil
+}
+
+// readGossipKey reads a base64 gossip key of 16, 24 or 32 bytes.
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not base64: %w (create one with `head -c 32 /dev/urandom | base64`)", path, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("%s: the key is %d bytes; it must be 16, 24 or 32 (`head -c 32 /dev/urandom | base64`)", path, n)
+	}
+	return key, nil
 }
 
 // readToken reads the zone token file.
@@ -122,7 +151,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	defer closeFile(rep.Close, &err)
 	inv, err := inventory.Open(filepath.Join(s.cfg.DataDir, InventoryFile), s.logger.With("component", "inventory"),
-		inventory.Options{Zone: s.cfg.Zone})
+		inventory.Options{Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID})
 	if err != nil {
 		return err
 	}
@@ -142,6 +171,16 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		return err
 	}
 	p := &parts{rep: rep, inv: inv, client: client}
+	if s.cfg.GossipAddr != "" {
+		p.peers, err = peers.New(peers.Config{
+			Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID, BindAddr: s.cfg.GossipAddr,
+			AdvertiseAddr: s.cfg.GossipAdvertiseAddr, Join: s.cfg.Join, SecretKey: s.gossipKey,
+			Store: inv, Meta: peers.Meta{APIAddr: s.cfg.APIAddr, XDSAddr: s.cfg.XDSAddr},
+		}, s.logger.With("component", "peers"))
+		if err != nil {
+			return err
+		}
+	}
 	handler, err := s.handler(p)
 	if err != nil {
 		return err
@@ -157,9 +196,15 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = client.Run(ctx) }()
 	go func() { defer wg.Done(); s.followCluster(ctx, rep, inv) }()
+	go func() { defer wg.Done(); s.pruneTombstones(ctx, inv) }()
+	peersDone := make(chan error, 1)
+	if p.peers != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); peersDone <- p.peers.Run(ctx) }()
+	}
 
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	apiDone := make(chan error, 1)
@@ -178,6 +223,8 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = fmt.Errorf("api: %w", err)
 		}
+	case err := <-peersDone:
+		runErr = fmt.Errorf("gossip: %w", err)
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
@@ -213,6 +260,26 @@ func (s *Server) followCluster(ctx context.Context, rep *replica.Replica, inv *i
 		case <-ctx.Done():
 			return
 		case <-changed:
+		}
+	}
+}
+
+// pruneTombstones forgets deletions older than TombstoneTTL, hourly (and
+// once at start).
+func (s *Server) pruneTombstones(ctx context.Context, inv *inventory.Inventory) {
+	interval := min(time.Hour, s.cfg.TombstoneTTL/2)
+	for {
+		n, err := inv.PruneTombstones(time.Now().Add(-s.cfg.TombstoneTTL))
+		switch {
+		case err != nil:
+			s.logger.Error("pruning the inventory's tombstones", "err", err)
+		case n > 0:
+			s.logger.Info("pruned the inventory's tombstones", "count", n, "older_than", s.cfg.TombstoneTTL.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
 		}
 	}
 }

@@ -191,6 +191,11 @@ default; bind it elsewhere only on a trusted network.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "meshfed-zone-data", "directory for the replica of global's state and the zone's own resources")
 	f.StringVar(&cfg.APIAddr, "api-addr", zone.DefaultAPIAddr, "HTTP API listen address (no token needed: keep it on loopback or a trusted network)")
 	f.StringVar(&cfg.XDSAddr, "xds-addr", zone.DefaultXDSAddr, "xDS (gRPC ADS) listen address; reserved: the xDS server is not served yet")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "gossip address host:port shared with the zone's other replicas (HA); empty: a zone of one replica")
+	f.StringVar(&cfg.GossipAdvertiseAddr, "gossip-advertise-addr", "", "gossip address the other replicas reach (default: --gossip-addr)")
+	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of the zone's other replicas, comma-separated")
+	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "file with a base64 key (16, 24 or 32 bytes) that encrypts the replicas' gossip; the same on every replica")
+	f.DurationVar(&cfg.TombstoneTTL, "tombstone-ttl", zone.DefaultTombstoneTTL, "how long a deleted zone resource is remembered, so that a replica with an older copy cannot bring it back")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted API request body")
 	return cmd
 }

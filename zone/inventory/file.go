@@ -31,6 +31,12 @@ import (
 //	  sequence, 8 bytes big-endian → syncpb.Report, until global acknowledges it
 //	bucket "rejections"
 //	  type NUL mesh NUL name → Rejection in JSON
+//	bucket "versions" (added without a format change: Open creates it in a
+//	                    file that lacks it, and a resource without a version
+//	                    gets one from its modification time)
+//	  type NUL mesh NUL name → version in JSON: the stamp and sequence of the
+//	                            key's last change, kept after a deletion as
+//	                            its tombstone (see PruneTombstones)
 //
 // Names never contain NUL (RFC 1123 subdomains), so keys are unambiguous, and
 // big-endian sequences iterate in order.
@@ -41,6 +47,7 @@ var (
 	bucketResources  = []byte("resources")
 	bucketReports    = []byte("reports")
 	bucketRejections = []byte("rejections")
+	bucketVersions   = []byte("versions")
 
 	keyFormat          = []byte("format")
 	keyZone            = []byte("zone")
@@ -139,24 +146,33 @@ func (inv *Inventory) load() (created bool, err error) {
 		}); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRejections).ForEach(func(k, v []byte) error {
+		if err := tx.Bucket(bucketRejections).ForEach(func(k, v []byte) error {
 			var rej Rejection
 			if err := json.Unmarshal(v, &rej); err != nil {
 				return fmt.Errorf("%w: rejection %q: %w", ErrCorrupt, bytes.ReplaceAll(k, []byte{0}, []byte{'/'}), err)
 			}
 			inv.rejections[api.Key{Type: rej.Type, Mesh: rej.Mesh, Name: rej.Name}] = rej
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		return inv.loadVersions(tx.Bucket(bucketVersions))
 	})
-	if err != nil || !empty {
+	if err != nil {
 		return false, err
+	}
+	if !empty {
+		return false, inv.db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucketVersions)
+			return err
+		})
 	}
 	err = inv.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucket(bucketMeta)
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketResources, bucketReports, bucketRejections} {
+		for _, name := range [][]byte{bucketResources, bucketReports, bucketRejections, bucketVersions} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}

@@ -70,6 +70,9 @@ type Options struct {
 	// (kuma.io/zone), a ZoneIngress must name it, and a file written for
 	// another zone is refused.
 	Zone string
+	// ReplicaID names this replica of the zone control plane in the stamps
+	// of its changes (see Merge); empty for a zone run as one replica.
+	ReplicaID string
 	// LockTimeout bounds how long Open waits while another process holds
 	// the file; 0 means DefaultLockTimeout.
 	LockTimeout time.Duration
@@ -166,14 +169,19 @@ type Inventory struct {
 	closed bool
 
 	// mu guards the in-memory state below.
-	mu            sync.RWMutex
-	seq           uint64
-	acked         uint64
-	reportedTo    Target
-	index         *api.Index
-	pending       []*syncpb.Report   // ascending sequence
-	pendingByKey  map[api.Key]uint64 // the pending one-resource report of a key
-	rejections    map[api.Key]Rejection
+	mu           sync.RWMutex
+	seq          uint64
+	acked        uint64
+	reportedTo   Target
+	index        *api.Index
+	pending      []*syncpb.Report   // ascending sequence
+	pendingByKey map[api.Key]uint64 // the pending one-resource report of a key
+	rejections   map[api.Key]Rejection
+	// versions holds each key's last change (a tombstone after a
+	// deletion); clock is the newest stamp time seen (guarded by wmu).
+	versions      map[api.Key]version
+	clock         int64
+	replica       string
 	reportsNotify chan struct{} // closed and replaced when a report is added
 	changeNotify  chan struct{} // closed and replaced when a resource changes
 }
@@ -213,6 +221,8 @@ func Open(path string, logger *slog.Logger, opts Options) (*Inventory, error) {
 		index:          api.NewIndex(),
 		pendingByKey:   map[api.Key]uint64{},
 		rejections:     map[api.Key]Rejection{},
+		versions:       map[api.Key]version{},
+		replica:        opts.ReplicaID,
 		reportsNotify:  make(chan struct{}),
 		changeNotify:   make(chan struct{}),
 	}

@@ -67,7 +67,8 @@ func (inv *Inventory) Put(r *api.Resource, opts PutOptions) (*api.Resource, bool
 		return nil, false, err
 	}
 	rep := &syncpb.Report{Sequence: seq, Upserts: []*syncpb.Resource{wire}}
-	if err := inv.commit(key, record, rep, func() { inv.index.Put(next) }); err != nil {
+	ver := version{Stamp: inv.nextStamp(now), Seq: seq}
+	if err := inv.commit(change{key: key, record: record, report: rep, ver: ver, index: func() { inv.index.Put(next) }}); err != nil {
 		return nil, false, err
 	}
 	inv.logger.Debug("stored zone resource", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "revision", seq)
@@ -100,57 +101,121 @@ func (inv *Inventory) Delete(key api.Key, expectRevision uint64) (*api.Resource,
 	}
 	seq := inv.seq + 1
 	rep := &syncpb.Report{Sequence: seq, Deletes: []*syncpb.Deletion{{Type: key.Type, Mesh: key.Mesh, Name: key.Name, Revision: seq}}}
-	if err := inv.commit(key, nil, rep, func() { inv.index.Delete(key) }); err != nil {
+	ver := version{Stamp: inv.nextStamp(time.Now()), Seq: seq, Deleted: true}
+	if err := inv.commit(change{key: key, report: rep, ver: ver, index: func() { inv.index.Delete(key) }}); err != nil {
 		return nil, err
 	}
 	inv.logger.Debug("deleted zone resource", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "revision", seq)
 	return old, nil
 }
 
-// commit writes one change of key (record nil: its deletion) with its
-// report rep in one transaction, replacing the key's pending report, then
-// publishes the change to memory (index updates the resource indexes) and
-// wakes the watchers. Callers hold wmu.
-func (inv *Inventory) commit(key api.Key, record []byte, rep *syncpb.Report, index func()) error {
-	repBytes, err := proto.Marshal(rep)
-	if err != nil {
-		return err
+// change is one write of one resource: its stored record (nil: its
+// deletion), the report that carries it to global, its version (stamp and
+// sequence) and the update of the in-memory index.
+type change struct {
+	key api.Key
+	// record is the stored resource; nil deletes it, unless stampOnly.
+	record []byte
+	// stampOnly records ver alone: the resource (or its absence) stays.
+	stampOnly bool
+	// resource is what record holds (Merge reads it back within a batch).
+	resource *api.Resource
+	// report carries the change to global; nil with stampOnly.
+	report *syncpb.Report
+	ver    version
+	index  func()
+}
+
+// commit writes changes in one transaction, each replacing its key's
+// pending report, then publishes them to memory and wakes the watchers.
+// The sequences of their reports must follow inv.seq in order. Callers hold
+// wmu.
+func (inv *Inventory) commit(changes ...change) error {
+	if len(changes) == 0 {
+		return nil
 	}
-	superseded, hasSuperseded := inv.pendingByKey[key]
-	seq := rep.GetSequence()
-	err = inv.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketResources)
-		if record != nil {
-			if err := b.Put(storageKey(key), record); err != nil {
-				return err
-			}
-		} else if err := b.Delete(storageKey(key)); err != nil {
+	reps := make([][]byte, len(changes))
+	vers := make([][]byte, len(changes))
+	superseded := make([]uint64, len(changes)) // 0: none
+	pendingByKey := map[api.Key]uint64{}
+	last := inv.seq
+	for i, c := range changes {
+		var err error
+		if vers[i], err = json.Marshal(c.ver); err != nil {
 			return err
 		}
-		reports := tx.Bucket(bucketReports)
-		if hasSuperseded {
-			if err := reports.Delete(encodeUint(superseded)); err != nil {
+		if c.report == nil {
+			continue
+		}
+		if reps[i], err = proto.Marshal(c.report); err != nil {
+			return err
+		}
+		if s, ok := pendingByKey[c.key]; ok {
+			superseded[i] = s
+		} else if s, ok := inv.pendingByKey[c.key]; ok {
+			superseded[i] = s
+		}
+		pendingByKey[c.key] = c.report.GetSequence()
+		last = c.report.GetSequence()
+	}
+	err := inv.db.Update(func(tx *bolt.Tx) error {
+		resources, reports, versions := tx.Bucket(bucketResources), tx.Bucket(bucketReports), tx.Bucket(bucketVersions)
+		for i, c := range changes {
+			k := storageKey(c.key)
+			switch {
+			case c.stampOnly:
+			case c.record != nil:
+				if err := resources.Put(k, c.record); err != nil {
+					return err
+				}
+			default:
+				if err := resources.Delete(k); err != nil {
+					return err
+				}
+			}
+			if err := versions.Put(k, vers[i]); err != nil {
+				return err
+			}
+			if c.report == nil {
+				continue
+			}
+			if superseded[i] != 0 {
+				if err := reports.Delete(encodeUint(superseded[i])); err != nil {
+					return err
+				}
+			}
+			if err := reports.Put(encodeUint(c.report.GetSequence()), reps[i]); err != nil {
 				return err
 			}
 		}
-		if err := reports.Put(encodeUint(seq), repBytes); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySequence, encodeUint(seq))
+		return tx.Bucket(bucketMeta).Put(keySequence, encodeUint(last))
 	})
 	if err != nil {
-		return fmt.Errorf("write %s to %s: %w", key, inv.path, err)
+		if len(changes) == 1 {
+			return fmt.Errorf("write %s to %s: %w", changes[0].key, inv.path, err)
+		}
+		return fmt.Errorf("write %d changes to %s: %w", len(changes), inv.path, err)
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	index()
-	inv.seq = seq
-	if hasSuperseded {
-		inv.removePending(superseded)
+	changed := false
+	for i, c := range changes {
+		inv.versions[c.key] = c.ver
+		if c.report == nil {
+			continue
+		}
+		changed = true
+		c.index()
+		if superseded[i] != 0 {
+			inv.removePending(superseded[i])
+		}
+		inv.addPending(c.report)
 	}
-	inv.addPending(rep)
-	inv.notifyReports()
-	inv.notifyChange()
+	inv.seq = last
+	if changed {
+		inv.notifyReports()
+		inv.notifyChange()
+	}
 	return nil
 }
 
