@@ -181,11 +181,11 @@ type Peers struct {
 	ml *memberlist.Memberlist
 	// known holds every peer seen, with its last state (memberlist lists
 	// only live ones).
-	known    map[string]Peer
-	leaving  bool
+	known   map[string]Peer
+	leaving bool
 	// resync takes the gossip addresses of peers seen again after being
 	// dead: joinLoop exchanges state with them at once.
-	resync chan string
+	resync   chan string
 	sent     uint64
 	received uint64
 	refused  uint64
