@@ -1,0 +1,122 @@
+package generate
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// goldenJSON renders resources as stable, indented JSON: protojson per
+// resource (its whitespace is deliberately unstable, so it is compacted and
+// re-indented), grouped by type in the slices' (sorted) order.
+func goldenJSON(t *testing.T, r *Resources) []byte {
+	t.Helper()
+	group := func(msgs []proto.Message) []json.RawMessage {
+		out := []json.RawMessage{}
+		for _, m := range msgs {
+			b, err := protojson.Marshal(m)
+			if err != nil {
+				t.Fatalf("protojson: %v", err)
+			}
+			var c bytes.Buffer
+			if err := json.Compact(&c, b); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c.Bytes())
+		}
+		return out
+	}
+	doc := struct {
+		Listeners []json.RawMessage `json:"listeners"`
+		Routes    []json.RawMessage `json:"routes"`
+		Clusters  []json.RawMessage `json:"clusters"`
+		Endpoints []json.RawMessage `json:"endpoints"`
+	}{
+		Listeners: group(toMessages(r.Listeners)),
+		Routes:    group(toMessages(r.Routes)),
+		Clusters:  group(toMessages(r.Clusters)),
+		Endpoints: group(toMessages(r.Endpoints)),
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b, '\n')
+}
+
+func toMessages[T proto.Message](in []T) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
+
+func mustCompile(t testing.TB, v *MeshView) *Mesh {
+	t.Helper()
+	m, err := Compile(v)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	return m
+}
+
+func TestGolden(t *testing.T) {
+	meshA := mustCompile(t, meshAView(true))
+	meshAOff := mustCompile(t, meshAView(false))
+	meshB := mustCompile(t, meshBView())
+	zi := ingresses()[0] // zone-1's own
+
+	cases := []struct {
+		name string
+		gen  func() (*Resources, error)
+	}{
+		// Sidecar: http inbound; http (local + same-network zone + ingress
+		// zone), tcp, grpc, remote-only and unknown outbounds; locality on.
+		{"envoy-a-web", func() (*Resources, error) { return meshA.Proxy(webA, KindEnvoy) }},
+		// The same with routing.localityAwareLoadBalancing off.
+		{"envoy-a-web-locality-off", func() (*Resources, error) { return meshAOff.Proxy(webA, KindEnvoy) }},
+		// Sidecar: tcp inbound with serviceAddress and servicePort.
+		{"envoy-a-db", func() (*Resources, error) { return meshA.Proxy(dbA, KindEnvoy) }},
+		// Proxyless gRPC: every service's client side, one server listener.
+		{"grpc-a-checkout", func() (*Resources, error) { return meshA.Proxy(checkoutA, KindOf(checkoutA)) }},
+		// Mesh b: nothing of mesh a.
+		{"envoy-b-web", func() (*Resources, error) { return meshB.Proxy(webB, KindEnvoy) }},
+		// zone-1's ingress over meshes a and b.
+		{"ingress-zone-1", func() (*Resources, error) { return Ingress(zi, []*Mesh{meshA, meshB}) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := tc.gen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := goldenJSON(t, res)
+			path := filepath.Join("testdata", tc.name+".json")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./xds/generate -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the generated resources; run go test ./xds/generate -update and review the diff\ngot:\n%s", path, got)
+			}
+		})
+	}
+}

@@ -1,0 +1,482 @@
+package generate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshfed/meshfed/api"
+)
+
+// maxEndpointWeight caps an ingress endpoint's weight (its instance count),
+// so locality sums stay far below grpc-go's uint32 limit.
+const maxEndpointWeight = 1 << 16
+
+// Mesh is a compiled MeshView: every service's shared protos, built and
+// validated once. It is read-only after Compile and safe for concurrent use.
+type Mesh struct {
+	name      string
+	localZone string
+	services  map[string]*service
+	problems  []error
+	done      checked
+	grpc      Resources // every service's API listener, route, cluster and CLA, sorted
+}
+
+// service holds one service's shared protos.
+type service struct {
+	name        string
+	protocol    string
+	cluster     *cluster.Cluster
+	cla         *endpoint.ClusterLoadAssignment
+	route       *route.RouteConfiguration
+	apiListener *listener.Listener
+	// outbound is the network filter of an Envoy outbound listener to the
+	// service: the HCM (RDS route S) for HTTP protocols, else a TcpProxy.
+	outbound *listener.Filter
+
+	// The ZoneIngress side, set when the service has an inbound in the
+	// local zone: SNI, cluster and CLA (local endpoints only), filter chain.
+	sni            string
+	ingressCluster *cluster.Cluster
+	ingressCLA     *endpoint.ClusterLoadAssignment
+	ingressChain   *listener.FilterChain
+
+	eps       []ep
+	localEps  []ep
+	protocols map[string]bool
+	hasLocal  bool
+}
+
+// Name is the Mesh's name.
+func (m *Mesh) Name() string { return m.name }
+
+// LocalZone is the zone the Mesh was compiled for.
+func (m *Mesh) LocalZone() string { return m.localZone }
+
+// Services returns the names of the Mesh's services, sorted.
+func (m *Mesh) Services() []string { return sortedKeys(m.services) }
+
+// Problems returns what Compile skipped, and why: invalid Dataplanes and
+// ZoneIngresses, endpoints without an IP address, services whose protos
+// failed validation. The zone should log them (keys mesh, dataplane).
+func (m *Mesh) Problems() []error { return slices.Clone(m.problems) }
+
+// Compile builds the shared protos of view's Mesh: per service, its Cluster,
+// ClusterLoadAssignment, RouteConfiguration and proxyless API Listener (and
+// its ZoneIngress cluster, CLA and filter chain), and validates them. An
+// error means the view itself is unusable (no Mesh, no local zone, a
+// Dataplane of another Mesh); a bad Dataplane or ZoneIngress is only
+// skipped and reported in Problems.
+func Compile(view *MeshView) (*Mesh, error) {
+	if view == nil || view.Mesh == nil {
+		return nil, errors.New("compile: MeshView.Mesh must be set")
+	}
+	spec, ok := view.Mesh.Spec.(*api.MeshSpec)
+	if !ok || spec == nil {
+		return nil, fmt.Errorf("compile: Mesh %q: spec is %T, not *api.MeshSpec", view.Mesh.Name, view.Mesh.Spec)
+	}
+	if view.Mesh.Name == "" {
+		return nil, errors.New("compile: Mesh name must be set")
+	}
+	if view.LocalZone == "" {
+		return nil, errors.New("compile: MeshView.LocalZone must be set")
+	}
+	m := &Mesh{
+		name:      view.Mesh.Name,
+		localZone: view.LocalZone,
+		services:  map[string]*service{},
+		done:      checked{},
+	}
+	get := func(name string) *service {
+		s := m.services[name]
+		if s == nil {
+			s = &service{name: name, protocols: map[string]bool{}}
+			m.services[name] = s
+		}
+		return s
+	}
+	localNet := view.zone(view.LocalZone).Network
+	// reachesDirectly reports whether zone z's endpoints are used as they are.
+	reachesDirectly := func(z string) bool {
+		if z == view.LocalZone {
+			return true
+		}
+		info := view.zone(z)
+		return !info.Disabled && info.Network == localNet
+	}
+
+	dps := slices.Clone(view.Dataplanes)
+	slices.SortFunc(dps, func(a, b *api.Resource) int {
+		if a == nil || b == nil {
+			return cmp.Compare(nilLast(a), nilLast(b))
+		}
+		return cmp.Or(strings.Compare(view.dataplaneZone(a), view.dataplaneZone(b)), strings.Compare(a.Name, b.Name))
+	})
+	for _, dp := range dps {
+		if dp == nil {
+			continue
+		}
+		if dp.Mesh != m.name {
+			return nil, fmt.Errorf("compile: Mesh %q: dataplane %s/%s belongs to another mesh", m.name, dp.Mesh, dp.Name)
+		}
+		zone := view.dataplaneZone(dp)
+		if !reachesDirectly(zone) {
+			continue // another network (reached through its ingress) or disabled
+		}
+		dspec, err := endpointSpec(dp)
+		if err != nil {
+			m.problems = append(m.problems, fmt.Errorf("skipped: %w", err))
+			continue
+		}
+		if dspec.IsGateway() {
+			continue
+		}
+		for i := range dspec.Networking.Inbound {
+			in := &dspec.Networking.Inbound[i]
+			s := get(in.Tags[api.TagService])
+			s.protocols[protocolOf(in.Tags)] = true
+			s.hasLocal = s.hasLocal || zone == view.LocalZone
+			if in.Health != nil && !in.Health.Ready {
+				continue
+			}
+			ip := inboundAddress(dspec, in)
+			if !isIP(ip) {
+				m.problems = append(m.problems, fmt.Errorf("dataplane %s/%s: networking.inbound[%d]: address %q is not an IP: endpoint skipped", dp.Mesh, dp.Name, i, ip))
+				continue
+			}
+			e := ep{zone: zone, ip: ip, port: in.Port, weight: 1}
+			s.eps = append(s.eps, e)
+			if zone == view.LocalZone {
+				s.localEps = append(s.localEps, e)
+			}
+		}
+	}
+
+	zis := slices.Clone(view.ZoneIngresses)
+	slices.SortFunc(zis, func(a, b *api.Resource) int {
+		if a == nil || b == nil {
+			return cmp.Compare(nilLast(a), nilLast(b))
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	for _, r := range zis {
+		zi, ok := r.SpecIfZoneIngress()
+		if !ok || zi == nil {
+			if r != nil {
+				m.problems = append(m.problems, fmt.Errorf("zone ingress %s: spec is %T, not *api.ZoneIngressSpec: skipped", r.Name, r.Spec))
+			}
+			continue
+		}
+		if reachesDirectly(zi.Zone) || view.zone(zi.Zone).Disabled {
+			continue // same network: endpoints are used directly
+		}
+		ip, port := zi.AdvertisedAddressPort()
+		if !isIP(ip) || port == 0 || port > 65535 {
+			m.problems = append(m.problems, fmt.Errorf("zone ingress %s: address %s is not an IP and port: skipped", r.Name, hostPort(ip, port)))
+			continue
+		}
+		for _, as := range zi.AvailableServices {
+			name := as.Tags[api.TagService]
+			if as.Mesh != m.name || as.ExternalService || name == "" {
+				continue
+			}
+			s := get(name)
+			s.protocols[protocolOf(as.Tags)] = true
+			if as.Instances == 0 {
+				continue
+			}
+			s.eps = append(s.eps, ep{zone: zi.Zone, ip: ip, port: port, weight: min(as.Instances, maxEndpointWeight), ingress: true})
+		}
+	}
+
+	localityAware := spec.Routing != nil && spec.Routing.LocalityAwareLoadBalancing
+	for _, name := range sortedKeys(m.services) {
+		s := m.services[name]
+		if err := m.build(s, localityAware); err != nil {
+			delete(m.services, name)
+			m.problems = append(m.problems, fmt.Errorf("service %q: skipped: %w", name, err))
+			continue
+		}
+		s.eps, s.localEps, s.protocols = nil, nil, nil
+		m.grpc.Listeners = append(m.grpc.Listeners, s.apiListener)
+		m.grpc.Routes = append(m.grpc.Routes, s.route)
+		m.grpc.Clusters = append(m.grpc.Clusters, s.cluster)
+		m.grpc.Endpoints = append(m.grpc.Endpoints, s.cla)
+	}
+	// The gRPC client set is every proxyless proxy's base: check it as a
+	// whole once, so Proxy only checks what it adds.
+	if err := validateSet(&m.grpc, m.lookup); err != nil {
+		return nil, fmt.Errorf("compile: Mesh %q: gRPC client resources: %w", m.name, err)
+	}
+	return m, nil
+}
+
+// build makes and validates one service's shared protos.
+func (m *Mesh) build(s *service, localityAware bool) error {
+	s.protocol = api.ProtocolTCP
+	if len(s.protocols) == 1 {
+		for p := range s.protocols {
+			s.protocol = p
+		}
+	}
+	var err error
+	if s.cluster, err = edsCluster(s.name, s.protocol); err != nil {
+		return err
+	}
+	s.cla = buildCLA(s.name, s.eps, m.localZone, localityAware)
+	s.route = serviceRoute(s.name)
+	h, err := hcmRDS(s.name, s.name)
+	if err != nil {
+		return err
+	}
+	s.apiListener = apiListener(s.name, h)
+	if isHTTP(s.protocol) {
+		s.outbound = networkFilter(wellknown.HTTPConnectionManager, h)
+	} else {
+		t, err := tcpProxy(s.name, s.name)
+		if err != nil {
+			return err
+		}
+		s.outbound = networkFilter(wellknown.TCPProxy, t)
+	}
+
+	p := &problems{}
+	set := &Resources{
+		Listeners: []*listener.Listener{s.apiListener},
+		Routes:    []*route.RouteConfiguration{s.route},
+		Clusters:  []*cluster.Cluster{s.cluster},
+		Endpoints: []*endpoint.ClusterLoadAssignment{s.cla},
+	}
+	got := checked{
+		s.apiListener: checkListener(p, fmt.Sprintf("listener %q", s.name), s.apiListener),
+		s.route:       checkRouteConfiguration(p, fmt.Sprintf("route configuration %q", s.name), s.route, true),
+		s.cluster:     checkCluster(p, fmt.Sprintf("cluster %q", s.name), s.cluster),
+	}
+	checkCLA(p, fmt.Sprintf("cluster load assignment %q", s.name), s.cla)
+	got[s.cla] = &refs{}
+	checkFilterChain(p, "outbound filter", &listener.FilterChain{Filters: []*listener.Filter{s.outbound}}, &refs{})
+
+	if s.hasLocal {
+		s.sni = ServiceSNI(s.name, m.name)
+		if s.ingressCluster, err = edsCluster(s.sni, api.ProtocolTCP); err != nil {
+			return err
+		}
+		s.ingressCLA = buildCLA(s.sni, s.localEps, m.localZone, false)
+		t, err := tcpProxy(s.sni, s.sni)
+		if err != nil {
+			return err
+		}
+		s.ingressChain = &listener.FilterChain{
+			FilterChainMatch: &listener.FilterChainMatch{
+				ServerNames:       []string{s.sni},
+				TransportProtocol: "tls",
+			},
+			Filters: []*listener.Filter{networkFilter(wellknown.TCPProxy, t)},
+		}
+		got[s.ingressCluster] = checkCluster(p, fmt.Sprintf("cluster %q", s.sni), s.ingressCluster)
+		checkCLA(p, fmt.Sprintf("cluster load assignment %q", s.sni), s.ingressCLA)
+		got[s.ingressCLA] = &refs{}
+		checkFilterChain(p, "ingress filter chain "+s.sni, s.ingressChain, &refs{})
+		set.Clusters = append(set.Clusters, s.ingressCluster)
+		set.Endpoints = append(set.Endpoints, s.ingressCLA)
+	}
+	if err := p.err(); err != nil {
+		return err
+	}
+	// References of the service's own set (route → cluster → CLA).
+	if err := validateSet(set, func(x proto.Message) (*refs, bool) { r, ok := got[x]; return r, ok }); err != nil {
+		return err
+	}
+	for k, v := range got {
+		m.done[k] = v
+	}
+	return nil
+}
+
+// lookup returns the refs of protos Compile checked.
+func (m *Mesh) lookup(x proto.Message) (*refs, bool) {
+	r, ok := m.done[x]
+	return r, ok
+}
+
+// Proxy returns the resources of dp, a Dataplane of this Mesh in this zone,
+// as a proxy of the given kind: shared protos of the Mesh plus the proxy's
+// own, validated (see Validate). An invalid Dataplane gives an error naming
+// it and its fields.
+func (m *Mesh) Proxy(dp *api.Resource, kind Kind) (*Resources, error) {
+	if dp == nil {
+		return nil, errors.New("proxy: nil Dataplane")
+	}
+	if dp.Mesh != m.name {
+		return nil, fmt.Errorf("proxy: dataplane %s/%s is not in Mesh %q", dp.Mesh, dp.Name, m.name)
+	}
+	if z := dp.Labels[api.LabelZone]; z != "" && z != m.localZone {
+		return nil, fmt.Errorf("proxy: dataplane %s/%s is in zone %q, not in this zone %q", dp.Mesh, dp.Name, z, m.localZone)
+	}
+	spec, err := dataplaneSpec(dp)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	var res *Resources
+	switch kind {
+	case KindEnvoy:
+		if res, err = m.envoy(spec); err == nil {
+			res.sort()
+			err = validateSet(res, m.lookup)
+		}
+	case KindGRPC:
+		res, err = m.grpcProxy(spec)
+	default:
+		err = fmt.Errorf("unknown proxy kind %v", kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dataplane %s/%s (%s): %w", dp.Mesh, dp.Name, kind, err)
+	}
+	return res, nil
+}
+
+// envoy builds an Envoy sidecar's (or delegated gateway's) resources.
+func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
+	if g := spec.Networking.Gateway; g != nil && g.Type == api.GatewayBuiltin {
+		return nil, errors.New("networking.gateway.type: BUILTIN gateways are not generated yet")
+	}
+	res := &Resources{}
+	clusters := map[string]bool{}
+	for i := range spec.Networking.Inbound {
+		in := &spec.Networking.Inbound[i]
+		at := fmt.Sprintf("networking.inbound[%d]", i)
+		ip := inboundAddress(spec, in)
+		if !isIP(ip) {
+			return nil, fmt.Errorf("%s: address %q must be an IP: Envoy binds the inbound listener to it", at, ip)
+		}
+		wip := workloadAddress(spec, in)
+		if !isIP(wip) {
+			return nil, fmt.Errorf("%s.serviceAddress: %q must be an IP", at, wip)
+		}
+		svc, protocol := in.Tags[api.TagService], protocolOf(in.Tags)
+		local := LocalClusterName(wip, in.WorkloadPort())
+		if !clusters[local] {
+			clusters[local] = true
+			c, err := localCluster(local, wip, in.WorkloadPort(), protocol)
+			if err != nil {
+				return nil, err
+			}
+			res.Clusters = append(res.Clusters, c)
+		}
+		name := InboundListenerName(ip, in.Port)
+		var f *listener.Filter
+		if isHTTP(protocol) {
+			h, err := hcmInline(statPrefix(name), inboundRoute(svc, local))
+			if err != nil {
+				return nil, err
+			}
+			f = networkFilter(wellknown.HTTPConnectionManager, h)
+		} else {
+			t, err := tcpProxy(statPrefix(name), local)
+			if err != nil {
+				return nil, err
+			}
+			f = networkFilter(wellknown.TCPProxy, t)
+		}
+		res.Listeners = append(res.Listeners, socketListener(name, ip, in.Port, core.TrafficDirection_INBOUND, f))
+	}
+	for i := range spec.Networking.Outbound {
+		out := &spec.Networking.Outbound[i]
+		ip := out.Address
+		if ip == "" {
+			ip = api.DefaultOutboundAddress
+		}
+		svc := out.Tags[api.TagService]
+		s := m.services[svc]
+		var f *listener.Filter
+		if s != nil {
+			f = s.outbound
+			if !clusters[svc] {
+				res.Clusters = append(res.Clusters, s.cluster)
+				res.Endpoints = append(res.Endpoints, s.cla)
+				if isHTTP(s.protocol) {
+					res.Routes = append(res.Routes, s.route)
+				}
+			}
+		} else {
+			// A service nobody in view serves: a TCP cluster with no
+			// endpoints, the proxy's own, so the listener resolves.
+			t, err := tcpProxy(svc, svc)
+			if err != nil {
+				return nil, err
+			}
+			f = networkFilter(wellknown.TCPProxy, t)
+			if !clusters[svc] {
+				c, err := edsCluster(svc, api.ProtocolTCP)
+				if err != nil {
+					return nil, err
+				}
+				res.Clusters = append(res.Clusters, c)
+				res.Endpoints = append(res.Endpoints, &endpoint.ClusterLoadAssignment{ClusterName: svc})
+			}
+		}
+		clusters[svc] = true
+		res.Listeners = append(res.Listeners, socketListener(OutboundListenerName(ip, out.Port), ip, out.Port, core.TrafficDirection_OUTBOUND, f))
+	}
+	return res, nil
+}
+
+// grpcProxy builds a proxyless gRPC application's resources: every
+// service's client side, and a server listener per inbound (at the
+// inbound's address and port, where the application itself listens).
+func (m *Mesh) grpcProxy(spec *api.DataplaneSpec) (*Resources, error) {
+	own := &Resources{}
+	for i := range spec.Networking.Inbound {
+		in := &spec.Networking.Inbound[i]
+		ip := inboundAddress(spec, in)
+		if !isIP(ip) {
+			return nil, fmt.Errorf("networking.inbound[%d]: address %q must be an IP: the gRPC server listener is named after it", i, ip)
+		}
+		l, err := grpcServerListener(ip, in.Port)
+		if err != nil {
+			return nil, err
+		}
+		if m.services[l.Name] != nil {
+			return nil, fmt.Errorf("networking.inbound[%d]: server listener %q has the name of a service's API listener", i, l.Name)
+		}
+		own.Listeners = append(own.Listeners, l)
+	}
+	// The client side (m.grpc) was validated as a whole by Compile; the
+	// server listeners refer to nothing, so checking them alone suffices.
+	own.sort()
+	if err := validateSet(own, nil); err != nil {
+		return nil, err
+	}
+	res := &Resources{
+		Listeners: make([]*listener.Listener, 0, len(m.grpc.Listeners)+len(own.Listeners)),
+		Routes:    slices.Clone(m.grpc.Routes),
+		Clusters:  slices.Clone(m.grpc.Clusters),
+		Endpoints: slices.Clone(m.grpc.Endpoints),
+	}
+	res.Listeners = append(append(res.Listeners, m.grpc.Listeners...), own.Listeners...)
+	slices.SortFunc(res.Listeners, func(a, b *listener.Listener) int { return strings.Compare(a.Name, b.Name) })
+	return res, nil
+}
+
+func nilLast(r *api.Resource) int {
+	if r == nil {
+		return 1
+	}
+	return 0
+}
+
+// statPrefix turns a resource name into an Envoy stat prefix.
+func statPrefix(name string) string {
+	return strings.NewReplacer(":", "_", "[", "", "]", "").Replace(name)
+}
