@@ -237,10 +237,3 @@ func (r *resources) clear(nodeID string) {
 	r.mu.Unlock()
 	r.snapshots.ClearSnapshot(nodeID)
 }
-
-// counts reports the bookkeeping's sizes (tests).
-func (r *resources) counts() (entries, sets, nodes int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.entries), len(r.sets), len(r.nodes)
-}

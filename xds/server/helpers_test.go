@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -391,8 +390,6 @@ func names(rs []*discovery.Resource) []string {
 	return out
 }
 
-var errRefused = errors.New("refused")
-
 func mustSet(t *testing.T, s *Server, nodeID string, res map[string][]types.Resource) {
 	t.Helper()
 	changed, err := s.SetResources(nodeID, res)
@@ -402,4 +399,11 @@ func mustSet(t *testing.T, s *Server, nodeID string, res map[string][]types.Reso
 	if !changed {
 		t.Fatalf("SetResources(%s): nothing changed", nodeID)
 	}
+}
+
+// counts reports the bookkeeping's sizes (tests).
+func (r *resources) counts() (entries, sets, nodes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.entries), len(r.sets), len(r.nodes)
 }
