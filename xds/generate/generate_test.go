@@ -381,3 +381,61 @@ func TestConcurrentProxies(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileFrom: a recompilation keeps the protos of unchanged services
+// (same pointers) and names the services that changed.
+func TestCompileFrom(t *testing.T) {
+	view := meshAView(true)
+	first := mustCompile(t, view)
+	if len(first.ChangedServices()) != len(first.Services()) {
+		t.Errorf("a first compilation changes every service: %v of %v", first.ChangedServices(), first.Services())
+	}
+	same, err := CompileFrom(meshAView(true), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := same.ChangedServices(); len(got) != 0 {
+		t.Errorf("recompiling the same view changed %v", got)
+	}
+	p1, _ := first.Proxy(webA, KindEnvoy)
+	p2, _ := same.Proxy(webA, KindEnvoy)
+	served := map[string]bool{}
+	for _, name := range first.Services() {
+		served[name] = true
+	}
+	for i := range p1.Clusters {
+		if served[p1.Clusters[i].GetName()] && p1.Clusters[i] != p2.Clusters[i] {
+			t.Errorf("cluster %s is a new object after an unchanged recompilation", p1.Clusters[i].GetName())
+		}
+	}
+
+	// One more backend endpoint: only backend changes.
+	changed := meshAView(true)
+	changed.Dataplanes = append(changed.Dataplanes, dataplane("a", "backend-9", "10.1.0.99", []api.DataplaneInbound{inbound(7070, "backend", "http")}, nil))
+	next, err := CompileFrom(changed, same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next.ChangedServices(); len(got) != 1 || got[0] != "backend" {
+		t.Errorf("ChangedServices = %v, want [backend]", got)
+	}
+	if !next.ServiceChanged("backend") || next.ServiceChanged("web") {
+		t.Error("ServiceChanged disagrees with ChangedServices")
+	}
+	// Removing a service's only Dataplanes: it is a change too.
+	var fewer []*api.Resource
+	for _, dp := range meshAView(true).Dataplanes {
+		if dp.Name != "checkout-1" {
+			fewer = append(fewer, dp)
+		}
+	}
+	removed := meshAView(true)
+	removed.Dataplanes = fewer
+	after, err := CompileFrom(removed, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ServiceChanged("checkout") {
+		t.Errorf("a service whose instances left is not changed: %v", after.ChangedServices())
+	}
+}

@@ -31,6 +31,9 @@ type Mesh struct {
 	problems  []error
 	done      checked
 	grpc      Resources // every service's API listener, route, cluster and CLA, sorted
+	// changed names the services whose protos differ from the previous
+	// compilation's (all of them without one), removed ones included.
+	changed map[string]bool
 }
 
 // service holds one service's shared protos.
@@ -78,7 +81,14 @@ func (m *Mesh) Problems() []error { return slices.Clone(m.problems) }
 // error means the view itself is unusable (no Mesh, no local zone, a
 // Dataplane of another Mesh); a bad Dataplane or ZoneIngress is only
 // skipped and reported in Problems.
-func Compile(view *MeshView) (*Mesh, error) {
+func Compile(view *MeshView) (*Mesh, error) { return CompileFrom(view, nil) }
+
+// CompileFrom is Compile that reuses prev's protos (the previous
+// compilation of the same Mesh; nil for none) for every service whose protos
+// come out equal, so that unchanged services keep their pointers — the xDS
+// server recognizes them without hashing — and ChangedServices says which
+// services changed.
+func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 	if view == nil || view.Mesh == nil {
 		return nil, errors.New("compile: MeshView.Mesh must be set")
 	}
@@ -97,6 +107,10 @@ func Compile(view *MeshView) (*Mesh, error) {
 		localZone: view.LocalZone,
 		services:  map[string]*service{},
 		done:      checked{},
+		changed:   map[string]bool{},
+	}
+	if prev != nil && (prev.name != m.name || prev.localZone != m.localZone) {
+		prev = nil
 	}
 	get := func(name string) *service {
 		s := m.services[name]
@@ -209,10 +223,26 @@ func Compile(view *MeshView) (*Mesh, error) {
 			continue
 		}
 		s.eps, s.localEps, s.protocols = nil, nil, nil
+		if old := prev.service(name); old != nil && old.equal(s) {
+			s = old
+			m.services[name] = old
+			for _, x := range old.protos() {
+				m.done[x] = prev.done[x]
+			}
+		} else {
+			m.changed[name] = true
+		}
 		m.grpc.Listeners = append(m.grpc.Listeners, s.apiListener)
 		m.grpc.Routes = append(m.grpc.Routes, s.route)
 		m.grpc.Clusters = append(m.grpc.Clusters, s.cluster)
 		m.grpc.Endpoints = append(m.grpc.Endpoints, s.cla)
+	}
+	if prev != nil {
+		for name := range prev.services {
+			if m.services[name] == nil {
+				m.changed[name] = true
+			}
+		}
 	}
 	// The gRPC client set is every proxyless proxy's base: check it as a
 	// whole once, so Proxy only checks what it adds.
@@ -302,6 +332,41 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 		m.done[k] = v
 	}
 	return nil
+}
+
+// service returns the named service of m (nil for a nil Mesh).
+func (m *Mesh) service(name string) *service {
+	if m == nil {
+		return nil
+	}
+	return m.services[name]
+}
+
+// ChangedServices returns the services whose protos differ from the
+// previous compilation's (CompileFrom), removed services included, sorted:
+// the proxies that use none of them, and whose own Dataplane did not
+// change, need no new resources.
+func (m *Mesh) ChangedServices() []string { return sortedKeys(m.changed) }
+
+// ServiceChanged reports whether service name is among ChangedServices.
+func (m *Mesh) ServiceChanged(name string) bool { return m.changed[name] }
+
+// protos returns the service's shared protos (nil ones left out).
+func (s *service) protos() []proto.Message {
+	out := []proto.Message{s.cluster, s.cla, s.route, s.apiListener}
+	if s.ingressCluster != nil {
+		out = append(out, s.ingressCluster, s.ingressCLA)
+	}
+	return out
+}
+
+// equal reports whether two compilations of a service built equal protos.
+func (s *service) equal(o *service) bool {
+	return s.protocol == o.protocol && s.sni == o.sni && s.hasLocal == o.hasLocal &&
+		proto.Equal(s.cluster, o.cluster) && proto.Equal(s.cla, o.cla) &&
+		proto.Equal(s.route, o.route) && proto.Equal(s.apiListener, o.apiListener) &&
+		proto.Equal(s.outbound, o.outbound) && proto.Equal(s.ingressCluster, o.ingressCluster) &&
+		proto.Equal(s.ingressCLA, o.ingressCLA) && proto.Equal(s.ingressChain, o.ingressChain)
 }
 
 // lookup returns the refs of protos Compile checked.
