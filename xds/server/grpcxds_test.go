@@ -102,7 +102,7 @@ func TestGRPCXDSClient(t *testing.T) {
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
 		"node": {"id": "default.client"}
-	}`, h.s.Addr().String())
+	}`, h.addr)
 	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestGRPCXDSClientNACK(t *testing.T) {
 	mustSet(t, h.s, "default.client", res)
 
 	bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}], "node": {"id": "default.client"}}`,
-		h.s.Addr().String())
+		h.addr)
 	builder, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)

@@ -117,6 +117,8 @@ type harness struct {
 	prom *prometheus.Registry
 	logs *logBuffer
 	conn *grpc.ClientConn
+	// addr is where the server listens (known before Serve runs).
+	addr string
 }
 
 // startServer serves on 127.0.0.1:0 until the test ends.
@@ -145,7 +147,8 @@ func startServer(t *testing.T, reg *fakeRegistrar) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	h.conn = dial(t, ln.Addr().String())
+	h.addr = ln.Addr().String()
+	h.conn = dial(t, h.addr)
 	return h
 }
 
