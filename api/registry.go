@@ -77,7 +77,7 @@ const (
 var types = []Descriptor{
 	{Name: TypeMesh, Plural: "meshes", Aliases: []string{"mesh"}, Scope: ScopeGlobal, Owner: RoleGlobal, FanOut: true, Inline: true,
 		New: func() Spec { return &MeshSpec{} }},
-	{Name: TypeDataplane, Plural: "dataplanes", Aliases: []string{"dataplane", "dp", "dps"}, Scope: ScopeMesh, Owner: RoleZone, FanOut: false, Inline: true,
+	{Name: TypeDataplane, Plural: "dataplanes", Aliases: []string{"dataplane", "dp", "dps"}, Scope: ScopeMesh, Owner: RoleZone, FanOut: true, Inline: true,
 		New: func() Spec { return &DataplaneSpec{} }},
 	{Name: TypeZone, Plural: "zones", Aliases: []string{"zone"}, Scope: ScopeGlobal, Owner: RoleGlobal, FanOut: true, Inline: true,
 		New: func() Spec { return &ZoneSpec{} }},

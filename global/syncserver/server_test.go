@@ -110,9 +110,8 @@ func TestLiveChangesAndDeletionsArePushed(t *testing.T) {
 		t.Fatalf("changes = %v, want %v", got, want)
 	}
 
-	// What the zone does not receive is not sent, nor is its deletion.
+	// What the zone reported itself is not sent back to it.
 	h.feed.put(dataplane(t, "default", "web-2", "zone-1"))
-	h.feed.del(key(api.TypeDataplane, "default", "web-1"))
 	z.quiet(100 * time.Millisecond)
 }
 
@@ -624,8 +623,8 @@ func TestDefaultFilter(t *testing.T) {
 		{"policy", key(api.TypeMeshTrafficPermission, "default", "p"), mtp(t, "default", "p"), true},
 		{"policy deletion", key(api.TypeMeshTrafficPermission, "default", "p"), nil, true},
 		{"Dataplane of this zone", key(api.TypeDataplane, "default", "web-1"), dataplane(t, "default", "web-1", "zone-1"), false},
-		{"Dataplane of another zone", key(api.TypeDataplane, "default", "web-2"), dataplane(t, "default", "web-2", "zone-2"), false},
-		{"Dataplane deletion", key(api.TypeDataplane, "default", "web-2"), nil, false},
+		{"Dataplane of another zone", key(api.TypeDataplane, "default", "web-2"), dataplane(t, "default", "web-2", "zone-2"), true},
+		{"Dataplane deletion", key(api.TypeDataplane, "default", "web-2"), nil, true},
 		{"ZoneIngress of this zone", key(api.TypeZoneIngress, "", "zi-1"), zoneIngress(t, "zi-1", "zone-1"), false},
 		{"ZoneIngress of another zone", key(api.TypeZoneIngress, "", "zi-2"), zoneIngress(t, "zi-2", "zone-2"), true},
 		{"ZoneIngress deletion", key(api.TypeZoneIngress, "", "zi-2"), nil, true},
