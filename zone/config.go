@@ -17,7 +17,7 @@ const (
 	// DefaultAPIAddr is the zone API's listen address (Kuma's port, on
 	// loopback: the zone API needs no token).
 	DefaultAPIAddr = "127.0.0.1:5681"
-	// DefaultXDSAddr is the address reserved for the xDS server.
+	// DefaultXDSAddr is the xDS server's listen address (Kuma's port).
 	DefaultXDSAddr = "127.0.0.1:5678"
 )
 
@@ -60,9 +60,13 @@ type Config struct {
 	DataDir string
 	// APIAddr is the HTTP API's listen address; default DefaultAPIAddr.
 	APIAddr string
-	// XDSAddr is reserved for the xDS server (not served yet); when set it
-	// must be host:port. Default DefaultXDSAddr.
+	// XDSAddr is the xDS server's listen address (gRPC ADS, DESIGN.md §8);
+	// default DefaultXDSAddr. Proxies dial it, and the bootstraps the zone
+	// generates point at it.
 	XDSAddr string
+	// DataplaneGracePeriod is how long a Dataplane its proxy registered
+	// itself outlives the proxy's last stream; default 30s.
+	DataplaneGracePeriod time.Duration
 	// GossipAddr, when set, runs this replica in a pool with the zone's
 	// other replicas (DESIGN.md §7, zone/peers): host:port for memberlist
 	// (UDP and TCP). Empty: a zone of one replica.
@@ -152,6 +156,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			errs = append(errs, fmt.Errorf("join: address %d (%q) is not host:port", i+1, j))
 		}
+	}
+	if c.DataplaneGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("dataplane-grace-period: %s must not be negative", c.DataplaneGracePeriod))
 	}
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = DefaultTombstoneTTL

@@ -7,8 +7,8 @@
 // ZoneIngress, the types zones own — in its inventory file (zone/inventory),
 // which reports every change up to global. Its HTTP API (api/rest, the same
 // paths as global's) serves both: global-owned types from the replica,
-// read-only; zone-owned types from the inventory, writable. xDS (the next
-// step of the data flow) will read the same two stores.
+// read-only; zone-owned types from the inventory, writable. xDS generation
+// reads the same two stores.
 //
 // Decisions:
 //
@@ -48,6 +48,8 @@
 //     stamp; every replica reports its own inventory to global on its own
 //     stream. Global's state reaches each replica on that stream too, so
 //     only the zone's own resources need sharing.
-//   - XDSAddr is accepted and validated but not served yet: it is reserved
-//     for the xDS server (DESIGN.md §8).
+//   - xDS: the zone serves its proxies on XDSAddr (xds/server); zone/proxies
+//     registers them, removes the Dataplanes they registered themselves
+//     after DataplaneGracePeriod, and generates their resources from the
+//     zone's view (replica and inventory together, view.go).
 package zone

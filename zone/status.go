@@ -26,6 +26,17 @@ type Status struct {
 	// Peers is the pool of the zone's replicas (absent for a zone of one
 	// replica).
 	Peers *peers.Status `json:"peers,omitempty"`
+	// XDS is the zone's xDS server.
+	XDS XDSStatus `json:"xds"`
+}
+
+// XDSStatus is the zone's xDS server.
+type XDSStatus struct {
+	// Address is where proxies connect.
+	Address string `json:"address"`
+	// ConnectedProxies counts the proxies with a stream open on this
+	// replica.
+	ConnectedProxies int `json:"connectedProxies"`
 }
 
 // GlobalStatus is the sync connection to global.
@@ -83,6 +94,7 @@ func (s *Server) status(p *parts) Status {
 		ps = &st
 	}
 	return Status{
+		XDS:       XDSStatus{Address: p.xdsAddr.String(), ConnectedProxies: p.proxies.Connected()},
 		Peers:     ps,
 		Zone:      s.cfg.Zone,
 		ReplicaID: s.cfg.ReplicaID,

@@ -3,7 +3,6 @@ package zone
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/meshfed/meshfed/api"
@@ -12,12 +11,13 @@ import (
 	"github.com/meshfed/meshfed/zone/replica"
 )
 
-// store is the zone API's rest.Store: global-owned types from the replica
-// (read-only; api/rest refuses their writes before asking), zone-owned
-// types from the inventory (this zone's, writable) merged with the replica
-// (other zones' that global fanned out, read-only).
+// store is the zone API's rest.Store over the zone's view: global-owned
+// types read-only (api/rest refuses their writes before asking), zone-owned
+// types writable when they are this zone's (the inventory) and read-only
+// when another zone's (fanned out by global).
 type store struct {
 	zone string
+	view *view
 	rep  *replica.Replica
 	inv  *inventory.Inventory
 }
@@ -25,38 +25,20 @@ type store struct {
 var _ rest.Store = (*store)(nil)
 
 func (s *store) Get(_ context.Context, key api.Key, _ rest.ReadOptions) (*api.Resource, error) {
-	d, err := api.Lookup(key.Type)
-	if err != nil {
+	if _, err := api.Lookup(key.Type); err != nil {
 		return nil, err
 	}
-	if d.Owner == api.RoleZone {
-		if r, ok := s.inv.Get(key); ok {
-			return r, nil
-		}
-	}
-	if r, ok := s.rep.Get(key); ok {
+	if r, ok := s.view.Get(key); ok {
 		return r, nil
 	}
 	return nil, api.ErrNotFound
 }
 
 func (s *store) List(_ context.Context, typ, mesh string, _ rest.ReadOptions) ([]*api.Resource, error) {
-	d, err := api.Lookup(typ)
-	if err != nil {
+	if _, err := api.Lookup(typ); err != nil {
 		return nil, err
 	}
-	fromGlobal := s.rep.List(typ, mesh)
-	if d.Owner != api.RoleZone {
-		return fromGlobal, nil
-	}
-	out := append(s.inv.List(typ, mesh), fromGlobal...)
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Mesh != out[j].Mesh {
-			return out[i].Mesh < out[j].Mesh
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out, nil
+	return s.view.List(typ, mesh), nil
 }
 
 func (s *store) Put(_ context.Context, r *api.Resource, opts rest.WriteOptions) (*api.Resource, bool, error) {

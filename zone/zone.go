@@ -27,8 +27,10 @@ import (
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/rest"
 	"github.com/meshfed/meshfed/ca"
+	xdsserver "github.com/meshfed/meshfed/xds/server"
 	"github.com/meshfed/meshfed/zone/inventory"
 	"github.com/meshfed/meshfed/zone/peers"
+	"github.com/meshfed/meshfed/zone/proxies"
 	"github.com/meshfed/meshfed/zone/replica"
 	"github.com/meshfed/meshfed/zone/syncclient"
 )
@@ -56,7 +58,27 @@ type parts struct {
 	inv    *inventory.Inventory
 	client *syncclient.Client
 	peers  *peers.Peers // nil: a zone of one replica
-	api    net.Addr
+	view   *view
+	// proxies registers the proxies and generates their xDS, which xds
+	// serves on xdsAddr.
+	proxies *proxies.Proxies
+	xds     *xdsserver.Server
+	xdsAddr net.Addr
+	api     net.Addr
+}
+
+// replicaAlive tells whether another replica of the zone is alive in the
+// zone's pool.
+func (p *parts) replicaAlive(id string) bool {
+	if p.peers == nil {
+		return false
+	}
+	for _, peer := range p.peers.Status().Peers {
+		if peer.ID == id {
+			return peer.State == "alive"
+		}
+	}
+	return false
 }
 
 // New checks cfg, reads the CA file and checks that the token file is
@@ -170,7 +192,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	p := &parts{rep: rep, inv: inv, client: client}
+	p := &parts{rep: rep, inv: inv, client: client, view: newView(rep, inv)}
 	if s.cfg.GossipAddr != "" {
 		p.peers, err = peers.New(peers.Config{
 			Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID, BindAddr: s.cfg.GossipAddr,
@@ -181,14 +203,35 @@ func (s *Server) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	handler, err := s.handler(p)
+	metricsRegistry := prometheus.NewRegistry()
+	p.proxies, err = proxies.New(proxies.Config{
+		Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID, State: p.view, Inventory: inv,
+		GracePeriod: s.cfg.DataplaneGracePeriod, ReplicaAlive: p.replicaAlive, Metrics: metricsRegistry,
+	}, s.logger.With("component", "proxies"))
 	if err != nil {
+		return err
+	}
+	p.xds, err = xdsserver.New(xdsserver.Config{Addr: s.cfg.XDSAddr, Registrar: p.proxies.Registrar(), Metrics: metricsRegistry},
+		s.logger.With("component", "xds"))
+	if err != nil {
+		return err
+	}
+	p.proxies.SetPusher(p.xds)
+	xdsLn, err := net.Listen("tcp", s.cfg.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("xds-addr: %w", err)
+	}
+	handler, err := s.handler(p, metricsRegistry)
+	if err != nil {
+		_ = xdsLn.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
+		_ = xdsLn.Close()
 		return fmt.Errorf("api-addr: %w", err)
 	}
+	p.xdsAddr = xdsLn.Addr()
 	p.api = ln.Addr()
 	s.parts.Store(p)
 	defer s.parts.Store(nil)
@@ -196,10 +239,15 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(5)
 	go func() { defer wg.Done(); _ = client.Run(ctx) }()
 	go func() { defer wg.Done(); s.followCluster(ctx, rep, inv) }()
 	go func() { defer wg.Done(); s.pruneTombstones(ctx, inv) }()
+	go func() { defer wg.Done(); p.view.follow(ctx.Done()) }()
+	go func() { defer wg.Done(); _ = p.proxies.Run(ctx) }()
+	xdsDone := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); xdsDone <- p.xds.Serve(ctx, xdsLn) }()
 	peersDone := make(chan error, 1)
 	if p.peers != nil {
 		wg.Add(1)
@@ -214,7 +262,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	s.logger.Info("zone control plane started", "replica", s.cfg.ReplicaID, "api", ln.Addr().String(),
 		"global", strings.Join(s.cfg.GlobalAddrs, ","), "data_dir", s.cfg.DataDir,
-		"revision", rep.Revision(), "cluster_id", rep.ClusterID(), "xds_reserved", s.cfg.XDSAddr)
+		"revision", rep.Revision(), "cluster_id", rep.ClusterID(), "xds", xdsLn.Addr().String())
 
 	var runErr error
 	select {
@@ -225,6 +273,8 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		}
 	case err := <-peersDone:
 		runErr = fmt.Errorf("gossip: %w", err)
+	case err := <-xdsDone:
+		runErr = fmt.Errorf("xds: %w", err)
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
@@ -286,8 +336,7 @@ func (s *Server) pruneTombstones(ctx context.Context, inv *inventory.Inventory) 
 
 // handler builds the zone's HTTP API: api/rest over the zone's store, the
 // zone's status and its metrics.
-func (s *Server) handler(p *parts) (http.Handler, error) {
-	registry := prometheus.NewRegistry()
+func (s *Server) handler(p *parts, registry *prometheus.Registry) (http.Handler, error) {
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -295,7 +344,7 @@ func (s *Server) handler(p *parts) (http.Handler, error) {
 	registerMetrics(registry, p)
 	apiHandler, err := rest.NewHandler(rest.Config{
 		Role:         api.RoleZone,
-		Store:        &store{zone: s.cfg.Zone, rep: p.rep, inv: p.inv},
+		Store:        &store{zone: s.cfg.Zone, view: p.view, rep: p.rep, inv: p.inv},
 		Info:         func() rest.Info { return s.info(p) },
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
 		Ready:        func() error { return ready(p) },

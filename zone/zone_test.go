@@ -217,7 +217,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inv.Close()
-	s := &store{zone: "zone-1", rep: rep, inv: inv}
+	s := &store{zone: "zone-1", view: newView(rep, inv), rep: rep, inv: inv}
 	ctx := context.Background()
 
 	// Global-owned: from the replica, never written here.
