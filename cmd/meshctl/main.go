@@ -75,22 +75,31 @@ func (g *globals) config() string {
 // client resolves the control plane: --api/--token (or their environment
 // variables), else the config file's current control plane.
 func (g *globals) client() (*client.Client, error) {
-	addr, token := g.api, g.token
+	addr, token, err := g.endpoint()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(addr, token, g.retryOption())
+}
+
+// endpoint resolves the control plane's API URL and token as client does.
+func (g *globals) endpoint() (addr, token string, err error) {
+	addr, token = g.api, g.token
 	if addr == "" {
 		cfg, err := loadConfig(g.config())
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		cp, ok := cfg.current()
 		if !ok {
-			return nil, errors.New("no control plane: pass --api URL (or set MESHCTL_API), or add one with `meshctl config control-planes add`")
+			return "", "", errors.New("no control plane: pass --api URL (or set MESHCTL_API), or add one with `meshctl config control-planes add`")
 		}
 		addr = cp.Address
 		if token == "" {
 			token = cp.Token
 		}
 	}
-	return client.New(addr, token, g.retryOption())
+	return addr, token, nil
 }
 
 func (g *globals) retryOption() client.Option {

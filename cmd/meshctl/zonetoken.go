@@ -14,7 +14,7 @@ import (
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "generate", Short: "Generate credentials (zone tokens)"}
+	cmd := &cobra.Command{Use: "generate", Short: "Generate credentials (zone tokens) and dataplane bootstraps"}
 	var zone, validFor string
 	zoneToken := &cobra.Command{
 		Use:   "zone-token --zone NAME [--valid-for D]",
@@ -57,6 +57,7 @@ Needs the admin token.`,
 	zoneToken.Flags().StringVar(&zone, "zone", "", "the zone the token is for (required)")
 	zoneToken.Flags().StringVar(&validFor, "valid-for", "", "how long the token is valid, e.g. 24h, 30d, 1y (default: global's, 1 year)")
 	cmd.AddCommand(zoneToken)
+	cmd.AddCommand(newGenerateBootstrapCmds(g)...)
 	return cmd
 }
 

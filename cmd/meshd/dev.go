@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/client"
 	"github.com/meshfed/meshfed/cmd/internal/cli"
 	"github.com/meshfed/meshfed/global"
@@ -26,9 +27,10 @@ const devNodes = 3
 // the default ports plus i*devPortOffset.
 const devPortOffset = 100
 
-// devZones are the zones `meshd dev` runs. Zone i (1-based) serves its API
-// on 5681+i (5682, 5683) and reserves 5678+i for xDS (5679, 5680), out of the
-// way of the global nodes' 5681/5685/5690/5691 + 0, 100, 200.
+// devZones are the zones `meshd dev` runs, on one network (devNetwork).
+// Zone i (1-based) serves its API on 5681+i (5682, 5683) and xDS on 5678+i
+// (5679, 5680), out of the way of the global nodes' 5681/5685/5690/5691 +
+// 0, 100, 200.
 var devZones = []string{"zone-1", "zone-2"}
 
 func newDevCmd() *cobra.Command {
@@ -42,8 +44,9 @@ func newDevCmd() *cobra.Command {
 connected to them over TLS with zone tokens issued at start.
 
 Ports: global node i (1-based) listens on API 5681, sync 5685, Raft 5690 and
-gossip 5691, each plus (i-1)*%d. Zone i serves its API on 5681+i (5682, 5683);
-5678+i is reserved for its xDS server.`, devNodes, strings.Join(devZones, " and "), devPortOffset),
+gossip 5691, each plus (i-1)*%d. Zone i serves its API on 5681+i (5682, 5683)
+and xDS on 5678+i (5679, 5680). The zones are on one network ("dev"): their
+proxies reach each other directly.`, devNodes, strings.Join(devZones, " and "), devPortOffset),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := prepare(cmd, &c); err != nil {
@@ -150,6 +153,12 @@ func (d *devFederation) runZones(ctx context.Context) error {
 	}
 	var zones []*zone.Server
 	for i, name := range devZones {
+		if err := d.registerZone(ctx, c, name); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 		tok, err := c.GenerateZoneToken(ctx, name, "")
 		if err != nil {
 			if ctx.Err() != nil {
@@ -190,6 +199,29 @@ func (d *devFederation) runZones(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// devNetwork is the network every dev zone is on: their endpoints reach
+// each other directly, as on one loopback.
+const devNetwork = "dev"
+
+// registerZone creates the dev zone's Zone on global, on devNetwork, unless
+// it exists (a restart keeps what the user changed).
+func (d *devFederation) registerZone(ctx context.Context, c *client.Client, name string) error {
+	key := api.Key{Type: api.TypeZone, Name: name}
+	if _, err := c.Get(ctx, key); err == nil {
+		return nil
+	} else if !api.IsNotFound(err) {
+		return fmt.Errorf("dev: reading Zone %s: %w", name, err)
+	}
+	z := &api.Resource{Meta: api.Meta{Type: api.TypeZone, Name: name}, Spec: &api.ZoneSpec{Network: devNetwork}}
+	if err := api.Prepare(z); err != nil {
+		return err
+	}
+	if _, _, err := c.Put(ctx, z, client.PutOptions{}); err != nil {
+		return fmt.Errorf("dev: creating Zone %s: %w", name, err)
+	}
+	return nil
 }
 
 // waitForFiles polls until every path exists and is not empty (the global

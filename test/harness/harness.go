@@ -47,20 +47,42 @@ func Build(dir string) (Binaries, error) {
 		}
 		b := Binaries{Meshd: filepath.Join(dir, "meshd"), Meshctl: filepath.Join(dir, "meshctl")}
 		for _, target := range []struct{ out, pkg string }{{b.Meshd, "./cmd/meshd"}, {b.Meshctl, "./cmd/meshctl"}} {
-			args := []string{"build", "-o", target.out}
-			if raceEnabled {
-				args = append(args, "-race")
-			}
-			cmd := exec.Command("go", append(args, target.pkg)...)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", target.pkg, err, out)
+			if buildErr = goBuild(root, target.out, target.pkg); buildErr != nil {
 				return
 			}
 		}
 		built = b
 	})
 	return built, buildErr
+}
+
+// BuildPackage compiles the main package pkg (a path relative to the
+// repository root, e.g. "./test/xdsapp") to dir/name and returns the
+// binary's path. It carries the race detector when the test binary does.
+// Unlike Build it builds on every call.
+func BuildPackage(dir, pkg, name string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, name)
+	if err := goBuild(root, out, pkg); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func goBuild(root, out, pkg string) error {
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 func repoRoot() (string, error) {
