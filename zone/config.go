@@ -64,6 +64,10 @@ type Config struct {
 	// default DefaultXDSAddr. Proxies dial it, and the bootstraps the zone
 	// generates point at it.
 	XDSAddr string
+	// XDSAdvertiseAddr is the xDS address proxies dial, put in the
+	// bootstraps the zone generates; default the address XDSAddr listens
+	// on (set it when XDSAddr is 0.0.0.0 or behind NAT).
+	XDSAdvertiseAddr string
 	// DataplaneGracePeriod is how long a Dataplane its proxy registered
 	// itself outlives the proxy's last stream; default 30s.
 	DataplaneGracePeriod time.Duration
@@ -155,6 +159,11 @@ func (c *Config) Validate() error {
 	for i, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			errs = append(errs, fmt.Errorf("join: address %d (%q) is not host:port", i+1, j))
+		}
+	}
+	if c.XDSAdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.XDSAdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("xds-advertise-addr: %q is not host:port: %w", c.XDSAdvertiseAddr, err))
 		}
 	}
 	if c.DataplaneGracePeriod < 0 {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/rest"
 	"github.com/meshfed/meshfed/ca"
+	"github.com/meshfed/meshfed/xds/bootstrap"
 	xdsserver "github.com/meshfed/meshfed/xds/server"
 	"github.com/meshfed/meshfed/zone/inventory"
 	"github.com/meshfed/meshfed/zone/peers"
@@ -351,6 +353,11 @@ func (s *Server) handler(p *parts, registry *prometheus.Registry) (http.Handler,
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}),
 		Registerer:   registry,
 		Logger:       s.logger,
+		Routes: []rest.Route{
+			{Pattern: "GET /meshes/{mesh}/dataplanes/{name}/_bootstrap", Handler: func(w http.ResponseWriter, r *http.Request) error {
+				return s.serveBootstrap(w, r, p)
+			}},
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -359,6 +366,58 @@ func (s *Server) handler(p *parts, registry *prometheus.Registry) (http.Handler,
 	mux.Handle("/", apiHandler)
 	mux.HandleFunc("GET /zone/status", func(w http.ResponseWriter, r *http.Request) { s.serveStatus(w, r, p) })
 	return mux, nil
+}
+
+// serveBootstrap answers GET /meshes/{mesh}/dataplanes/{name}/_bootstrap
+// ?format=grpc|envoy[&adminPort=P]: the bootstrap a proxy of that name
+// starts with, pointing at this zone's xDS server (meshctl generate
+// grpc-bootstrap / envoy-bootstrap). The Dataplane need not exist yet: the
+// proxy may register itself.
+func (s *Server) serveBootstrap(w http.ResponseWriter, r *http.Request, p *parts) error {
+	mesh, name := r.PathValue("mesh"), r.PathValue("name")
+	if _, ok := p.view.Get(api.Key{Type: api.TypeMesh, Name: mesh}); !ok {
+		return fmt.Errorf("mesh %q does not exist in zone %q: %w", mesh, s.cfg.Zone, api.ErrNotFound)
+	}
+	node := bootstrap.Node{Mesh: mesh, Name: name, Zone: s.cfg.Zone}
+	xdsAddr := s.xdsAdvertiseAddr(p)
+	var body []byte
+	var err error
+	switch format := r.URL.Query().Get("format"); format {
+	case "", "grpc":
+		body, err = bootstrap.GRPC(bootstrap.GRPCOptions{Node: node, XDSAddress: xdsAddr})
+	case "envoy":
+		opts := bootstrap.EnvoyOptions{Node: node, XDSAddress: xdsAddr}
+		if v := r.URL.Query().Get("adminPort"); v != "" {
+			port, perr := strconv.ParseUint(v, 10, 16)
+			if perr != nil || port == 0 {
+				bad := &api.Validator{}
+				bad.Add("adminPort", "%q is not a port (1-65535)", v)
+				return bad.Err()
+			}
+			opts.AdminPort = uint32(port)
+		}
+		body, err = bootstrap.Envoy(opts)
+	default:
+		bad := &api.Validator{}
+		bad.Add("format", "must be grpc or envoy, not %q", format)
+		return bad.Err()
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+	return nil
+}
+
+// xdsAdvertiseAddr is the xDS address bootstraps point at:
+// XDSAdvertiseAddr, or the address the xDS server listens on.
+func (s *Server) xdsAdvertiseAddr(p *parts) string {
+	if s.cfg.XDSAdvertiseAddr != "" {
+		return s.cfg.XDSAdvertiseAddr
+	}
+	return p.xdsAddr.String()
 }
 
 func (s *Server) info(p *parts) rest.Info {

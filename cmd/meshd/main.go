@@ -191,6 +191,7 @@ default; bind it elsewhere only on a trusted network.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "meshfed-zone-data", "directory for the replica of global's state and the zone's own resources")
 	f.StringVar(&cfg.APIAddr, "api-addr", zone.DefaultAPIAddr, "HTTP API listen address (no token needed: keep it on loopback or a trusted network)")
 	f.StringVar(&cfg.XDSAddr, "xds-addr", zone.DefaultXDSAddr, "xDS (gRPC ADS) listen address proxies connect to; generated bootstraps point at it")
+	f.StringVar(&cfg.XDSAdvertiseAddr, "xds-advertise-addr", "", "xDS address proxies dial, written into generated bootstraps (default: the --xds-addr it listens on)")
 	f.DurationVar(&cfg.DataplaneGracePeriod, "dataplane-grace-period", 30*time.Second, "how long a Dataplane its proxy registered itself outlives the proxy's last xDS stream")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "gossip address host:port shared with the zone's other replicas (HA); empty: a zone of one replica")
 	f.StringVar(&cfg.GossipAdvertiseAddr, "gossip-advertise-addr", "", "gossip address the other replicas reach (default: --gossip-addr)")

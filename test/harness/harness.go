@@ -24,10 +24,12 @@ import (
 	"time"
 )
 
-// Binaries are the built meshd and meshctl.
+// Binaries are the built meshd and meshctl, and the proxyless gRPC test
+// application (test/xdsapp).
 type Binaries struct {
 	Meshd   string
 	Meshctl string
+	XDSApp  string
 }
 
 var (
@@ -36,7 +38,7 @@ var (
 	buildErr  error
 )
 
-// Build compiles meshd and meshctl into dir once per test process. The
+// Build compiles meshd, meshctl and xdsapp into dir once per test process. The
 // binaries carry the race detector when the test binary does.
 func Build(dir string) (Binaries, error) {
 	buildOnce.Do(func() {
@@ -45,8 +47,8 @@ func Build(dir string) (Binaries, error) {
 			buildErr = err
 			return
 		}
-		b := Binaries{Meshd: filepath.Join(dir, "meshd"), Meshctl: filepath.Join(dir, "meshctl")}
-		for _, target := range []struct{ out, pkg string }{{b.Meshd, "./cmd/meshd"}, {b.Meshctl, "./cmd/meshctl"}} {
+		b := Binaries{Meshd: filepath.Join(dir, "meshd"), Meshctl: filepath.Join(dir, "meshctl"), XDSApp: filepath.Join(dir, "xdsapp")}
+		for _, target := range []struct{ out, pkg string }{{b.Meshd, "./cmd/meshd"}, {b.Meshctl, "./cmd/meshctl"}, {b.XDSApp, "./test/xdsapp"}} {
 			if buildErr = goBuild(root, target.out, target.pkg); buildErr != nil {
 				return
 			}
