@@ -14,6 +14,7 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshd ./cmd/meshd
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshctl ./cmd/meshctl
+	$(GO) build -o $(BIN)/xdsapp ./test/xdsapp
 
 # A local control plane on loopback with its data under .meshfed/dev.
 run: build
