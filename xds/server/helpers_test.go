@@ -200,24 +200,36 @@ func (h *harness) metric(t *testing.T, name string, labels ...string) float64 {
 	return 0
 }
 
-// sotwClient is a raw state-of-the-world ADS stream: one receive goroutine
-// feeding a channel.
-type sotwClient struct {
-	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+// adsStream is what both ADS flavours' client streams offer.
+type adsStream[Req, Resp any] interface {
+	Send(Req) error
+	Recv() (Resp, error)
+}
+
+// adsClient is a raw ADS stream: one receive goroutine feeding a channel.
+type adsClient[Req, Resp any] struct {
+	stream adsStream[Req, Resp]
 	cancel context.CancelFunc
-	resps  chan *discovery.DiscoveryResponse
+	resps  chan Resp
 	err    chan error // the receive error that ended the stream
 }
 
-func openSotw(t *testing.T, conn *grpc.ClientConn) *sotwClient {
+type (
+	sotwClient  = adsClient[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse]
+	deltaClient = adsClient[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse]
+)
+
+// openADS opens a stream with open and starts receiving; the stream ends
+// with the test.
+func openADS[Req, Resp any, S adsStream[Req, Resp]](t *testing.T, open func(context.Context, ...grpc.CallOption) (S, error)) *adsClient[Req, Resp] {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	st, err := open(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	c := &sotwClient{stream: st, cancel: cancel, resps: make(chan *discovery.DiscoveryResponse, 1024), err: make(chan error, 1)}
+	c := &adsClient[Req, Resp]{stream: st, cancel: cancel, resps: make(chan Resp, 1024), err: make(chan error, 1)}
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
@@ -234,14 +246,24 @@ func openSotw(t *testing.T, conn *grpc.ClientConn) *sotwClient {
 	return c
 }
 
-func (c *sotwClient) send(t *testing.T, req *discovery.DiscoveryRequest) {
+func openSotw(t *testing.T, conn *grpc.ClientConn) *sotwClient {
+	t.Helper()
+	return openADS[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse](t, discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources)
+}
+
+func openDelta(t *testing.T, conn *grpc.ClientConn) *deltaClient {
+	t.Helper()
+	return openADS[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse](t, discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources)
+}
+
+func (c *adsClient[Req, Resp]) send(t *testing.T, req Req) {
 	t.Helper()
 	if err := c.stream.Send(req); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 }
 
-func (c *sotwClient) recv(t *testing.T) *discovery.DiscoveryResponse {
+func (c *adsClient[Req, Resp]) recv(t *testing.T) Resp {
 	t.Helper()
 	select {
 	case r := <-c.resps:
@@ -251,11 +273,12 @@ func (c *sotwClient) recv(t *testing.T) *discovery.DiscoveryResponse {
 	case <-time.After(waitFor):
 		t.Fatal("no response")
 	}
-	return nil
+	var zero Resp
+	return zero
 }
 
 // ended waits for the stream to end and returns its error.
-func (c *sotwClient) ended(t *testing.T) error {
+func (c *adsClient[Req, Resp]) ended(t *testing.T) error {
 	t.Helper()
 	for {
 		select {
@@ -267,58 +290,6 @@ func (c *sotwClient) ended(t *testing.T) error {
 			return nil
 		}
 	}
-}
-
-// deltaClient is a raw delta ADS stream.
-type deltaClient struct {
-	stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	resps  chan *discovery.DeltaDiscoveryResponse
-	err    chan error
-}
-
-func openDelta(t *testing.T, conn *grpc.ClientConn) *deltaClient {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	c := &deltaClient{stream: st, resps: make(chan *discovery.DeltaDiscoveryResponse, 1024), err: make(chan error, 1)}
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				c.err <- err
-				return
-			}
-			c.resps <- r
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-recvDone })
-	return c
-}
-
-func (c *deltaClient) send(t *testing.T, req *discovery.DeltaDiscoveryRequest) {
-	t.Helper()
-	if err := c.stream.Send(req); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-}
-
-func (c *deltaClient) recv(t *testing.T) *discovery.DeltaDiscoveryResponse {
-	t.Helper()
-	select {
-	case r := <-c.resps:
-		return r
-	case err := <-c.err:
-		t.Fatalf("stream ended: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("no response")
-	}
-	return nil
 }
 
 // quiet asserts that no response arrives within d (a measurement window,
