@@ -34,6 +34,7 @@ bench: build
 	$(GO) run ./test/bench/apibench -meshd ./$(BIN)/meshd
 	$(GO) run ./test/bench/clusterbench -meshd ./$(BIN)/meshd
 	$(GO) run ./test/bench/syncbench
+	$(GO) run ./test/bench/xdsbench -meshd ./$(BIN)/meshd
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
