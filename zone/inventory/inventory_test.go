@@ -534,3 +534,35 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Errorf("sequence %d", inv.Sequence())
 	}
 }
+
+// TestPutBatch: several resources in one transaction, each checked as Put
+// checks it; a refused one does not stop the others; a key twice in a batch
+// ends at its last version.
+func TestPutBatch(t *testing.T) {
+	inv := openTemp(t)
+	mustPut(t, inv, dataplane(t, "same", "10.0.0.9"))
+	before := inv.Sequence()
+	errs, err := inv.PutBatch([]*api.Resource{
+		dataplane(t, "web-1", "10.0.0.1"),
+		ingress(t, "other", "zone-2"), // another zone's: refused
+		dataplane(t, "web-2", "10.0.0.2"),
+		dataplane(t, "web-1", "10.0.0.11"), // again: the last version wins
+		dataplane(t, "same", "10.0.0.9"),   // unchanged: nothing written
+	}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil || errs[3] != nil || errs[4] != nil {
+		t.Fatalf("errors %v: want only the other zone's ingress refused", errs)
+	}
+	if got := inv.Sequence(); got != before+3 {
+		t.Errorf("sequence %d → %d, want three changes", before, got)
+	}
+	r, _ := inv.Get(dpKey("web-1"))
+	if got := r.Spec.(*api.DataplaneSpec).Networking.Address; got != "10.0.0.11" {
+		t.Errorf("web-1 at %s, want its last version", got)
+	}
+	if got := pendingSummary(inv); strings.Count(got, "web-1") != 1 || !strings.Contains(got, "web-2") {
+		t.Errorf("pending reports %s: want one for web-1 (the last) and one for web-2", got)
+	}
+}

@@ -25,54 +25,116 @@ import (
 // A write that changes neither labels nor spec returns the stored resource
 // unchanged and reports nothing.
 func (inv *Inventory) Put(r *api.Resource, opts PutOptions) (*api.Resource, bool, error) {
-	d, err := api.Lookup(r.Type)
+	labels, err := inv.checkPut(r)
 	if err != nil {
 		return nil, false, err
 	}
-	if d.Owner != api.RoleZone || d.System {
-		return nil, false, &api.ReadOnlyError{Type: d.Name, Owner: d.Owner, System: d.System}
-	}
-	labels, err := inv.pinLabels(r)
-	if err != nil {
-		return nil, false, err
-	}
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	now = now.UTC()
-
 	inv.wmu.Lock()
 	defer inv.wmu.Unlock()
 	if inv.closed {
 		return nil, false, ErrClosed
 	}
-	key := r.Key()
-	old, _ := inv.Get(key)
-	if err := checkExpected(key, old, opts.ExpectRevision); err != nil {
+	old, _ := inv.Get(r.Key())
+	if err := checkExpected(r.Key(), old, opts.ExpectRevision); err != nil {
 		return nil, false, err
 	}
+	stored, c, err := inv.prepareUpsert(r, labels, old, inv.seq+1, opts.Now)
+	if err != nil || c == nil {
+		return stored, false, err
+	}
+	if err := inv.commit(*c); err != nil {
+		return nil, false, err
+	}
+	inv.logger.Debug("stored zone resource", "type", r.Type, "mesh", r.Mesh, "name", r.Name, "revision", stored.Revision)
+	return stored, old == nil, nil
+}
+
+// PutBatch stores several resources, each as Put would (without
+// ExpectRevision), in one transaction: one disk sync for all of them. It
+// returns one error per resource (nil: stored or unchanged); err is set,
+// and nothing is stored, when the transaction fails.
+func (inv *Inventory) PutBatch(rs []*api.Resource, now time.Time) (errs []error, err error) {
+	errs = make([]error, len(rs))
+	labels := make([]map[string]string, len(rs))
+	for i, r := range rs {
+		labels[i], errs[i] = inv.checkPut(r)
+	}
+	inv.wmu.Lock()
+	defer inv.wmu.Unlock()
+	if inv.closed {
+		return nil, ErrClosed
+	}
+	var changes []change
+	inBatch := map[api.Key]*api.Resource{}
+	seq := inv.seq
+	for i, r := range rs {
+		if errs[i] != nil {
+			continue
+		}
+		old, seen := inBatch[r.Key()]
+		if !seen {
+			old, _ = inv.Get(r.Key())
+		}
+		stored, c, err := inv.prepareUpsert(r, labels[i], old, seq+1, now)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if c == nil {
+			continue
+		}
+		seq++
+		inBatch[r.Key()] = stored
+		changes = append(changes, *c)
+	}
+	if err := inv.commit(changes...); err != nil {
+		return nil, err
+	}
+	if len(changes) > 0 {
+		inv.logger.Debug("stored zone resources", "count", len(changes), "revision", seq)
+	}
+	return errs, nil
+}
+
+// checkPut refuses what Put never stores: a type zones do not own
+// (*api.ReadOnlyError), another zone's resource (*api.ValidationError). It
+// returns r's labels with the zone's pinned.
+func (inv *Inventory) checkPut(r *api.Resource) (map[string]string, error) {
+	d, err := api.Lookup(r.Type)
+	if err != nil {
+		return nil, err
+	}
+	if d.Owner != api.RoleZone || d.System {
+		return nil, &api.ReadOnlyError{Type: d.Name, Owner: d.Owner, System: d.System}
+	}
+	return inv.pinLabels(r)
+}
+
+// prepareUpsert builds the change that stores r (with labels) over old as
+// sequence seq, at now (zero: the current time). It returns old and a nil
+// change when labels and spec are unchanged. Callers hold wmu.
+func (inv *Inventory) prepareUpsert(r *api.Resource, labels map[string]string, old *api.Resource, seq uint64, now time.Time) (*api.Resource, *change, error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	key := r.Key()
 	next := &api.Resource{Meta: api.Meta{Type: r.Type, Mesh: r.Mesh, Name: r.Name, Labels: labels}, Spec: r.Spec}
 	if old != nil && sameContent(old, next) {
-		return old, false, nil
+		return old, nil, nil
 	}
 	// Only writers (serialized by wmu) change seq and pendingByKey.
-	seq := inv.seq + 1
 	next.CreationTime, next.ModificationTime, next.Revision = now, now, seq
 	if old != nil {
 		next.CreationTime = old.CreationTime
 	}
 	wire, record, err := encodeRecord(next)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	rep := &syncpb.Report{Sequence: seq, Upserts: []*syncpb.Resource{wire}}
 	ver := version{Stamp: inv.nextStamp(now), Seq: seq}
-	if err := inv.commit(change{key: key, record: record, report: rep, ver: ver, index: func() { inv.index.Put(next) }}); err != nil {
-		return nil, false, err
-	}
-	inv.logger.Debug("stored zone resource", "type", key.Type, "mesh", key.Mesh, "name", key.Name, "revision", seq)
-	return next, old == nil, nil
+	return next, &change{key: key, record: record, resource: next, report: rep, ver: ver, index: func() { inv.index.Put(next) }}, nil
 }
 
 // Delete removes the resource under key and appends the report of its

@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"encoding/binary"
 	"hash/fnv"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshfed/meshfed/api"
@@ -137,55 +140,79 @@ func (g *generator) regenerate(changed map[string]*generate.Mesh) int {
 	}
 	reg.mu.Unlock()
 
-	n := 0
-	for _, w := range todo {
-		nd := w.nd
-		c := g.meshes[nd.key.Mesh]
-		if c == nil {
-			continue // no Mesh (yet): nothing to serve
-		}
-		dp, ok := g.p.cfg.Inventory.Get(nd.key)
-		if !ok {
-			// Deleted while its proxy is connected (through the API): it
-			// gets nothing until it is registered again.
-			if nd.generated != nil {
-				g.p.cfg.Pusher.Clear(nd.id)
-				nd.generated = nil
-				g.p.logger.Warn("a connected proxy's Dataplane was deleted; its resources are withdrawn", "dataplane", nd.id)
+	// Proxies are independent and the compiled Meshes read-only: spread
+	// them over the cores.
+	var served atomic.Int64
+	var wg sync.WaitGroup
+	next := make(chan work)
+	for range max(1, min(runtime.GOMAXPROCS(0), len(todo))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range next {
+				if g.serve(w, changed) {
+					served.Add(1)
+				}
 			}
-			continue
-		}
-		if !w.fresh(reg) && dp == nd.generated && !affected(nd, changed[nd.key.Mesh]) {
-			continue
-		}
-		res, err := c.mesh.Proxy(dp, generate.KindOf(dp))
-		if err != nil {
-			if nd.failed != dp {
-				nd.failed = dp
-				g.p.metrics.errors.Inc()
-				g.p.logger.Error("generating a proxy's xDS failed; it keeps its last resources", "dataplane", nd.id, "revision", dp.Revision, "err", err)
-			}
-			continue
-		}
-		if _, err := g.p.cfg.Pusher.SetResources(nd.id, res.ByType()); err != nil {
-			g.p.metrics.errors.Inc()
-			g.p.logger.Error("serving a proxy's xDS failed", "dataplane", nd.id, "err", err)
-			continue
-		}
-		n++
-		g.p.metrics.generated.Inc()
-		nd.generated, nd.failed = dp, nil
-		nd.all, nd.deps = dependencies(dp)
-		reg.mu.Lock()
-		if reg.nodes[nd.id] != nd {
-			// Its last stream ended meanwhile: take back what was just set.
-			g.p.cfg.Pusher.Clear(nd.id)
-		} else if nd.connects == w.connects {
-			nd.fresh = false
-		}
-		reg.mu.Unlock()
+		}()
 	}
-	return n
+	for _, w := range todo {
+		next <- w
+	}
+	close(next)
+	wg.Wait()
+	return int(served.Load())
+}
+
+// serve regenerates one proxy if it needs it and reports whether it did.
+// Only one goroutine handles a given node in a pass.
+func (g *generator) serve(w work, changed map[string]*generate.Mesh) bool {
+	reg := g.p.reg
+	nd := w.nd
+	c := g.meshes[nd.key.Mesh]
+	if c == nil {
+		return false // no Mesh (yet): nothing to serve
+	}
+	dp, ok := g.p.cfg.Inventory.Get(nd.key)
+	if !ok {
+		// Deleted while its proxy is connected (through the API): it gets
+		// nothing until it is registered again.
+		if nd.generated != nil {
+			g.p.cfg.Pusher.Clear(nd.id)
+			nd.generated = nil
+			g.p.logger.Warn("a connected proxy's Dataplane was deleted; its resources are withdrawn", "dataplane", nd.id)
+		}
+		return false
+	}
+	if !w.fresh(reg) && dp == nd.generated && !affected(nd, changed[nd.key.Mesh]) {
+		return false
+	}
+	res, err := c.mesh.Proxy(dp, generate.KindOf(dp))
+	if err != nil {
+		if nd.failed != dp {
+			nd.failed = dp
+			g.p.metrics.errors.Inc()
+			g.p.logger.Error("generating a proxy's xDS failed; it keeps its last resources", "dataplane", nd.id, "revision", dp.Revision, "err", err)
+		}
+		return false
+	}
+	if _, err := g.p.cfg.Pusher.SetResources(nd.id, res.ByType()); err != nil {
+		g.p.metrics.errors.Inc()
+		g.p.logger.Error("serving a proxy's xDS failed", "dataplane", nd.id, "err", err)
+		return false
+	}
+	g.p.metrics.generated.Inc()
+	nd.generated, nd.failed = dp, nil
+	nd.all, nd.deps = dependencies(dp)
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if reg.nodes[nd.id] != nd {
+		// Its last stream ended meanwhile: take back what was just set.
+		g.p.cfg.Pusher.Clear(nd.id)
+	} else if nd.connects == w.connects {
+		nd.fresh = false
+	}
+	return true
 }
 
 // fresh reports whether the proxy has a stream that has not been served.

@@ -86,6 +86,8 @@ type Inventory interface {
 	Get(key api.Key) (*api.Resource, bool)
 	List(typ, mesh string) []*api.Resource
 	Put(r *api.Resource, opts inventory.PutOptions) (*api.Resource, bool, error)
+	// PutBatch stores several resources in one transaction (one disk sync).
+	PutBatch(rs []*api.Resource, now time.Time) ([]error, error)
 	Delete(key api.Key, expectRevision uint64) (*api.Resource, error)
 }
 
@@ -150,7 +152,19 @@ type Proxies struct {
 	reg     *registry
 	gen     *generator
 	wake    chan struct{}
+	// puts carries registrations to storeLoop, which writes them in
+	// batches (group commit).
+	puts chan putRequest
 }
+
+// putRequest is one registration waiting to be stored.
+type putRequest struct {
+	dp   *api.Resource
+	done chan error
+}
+
+// maxPutBatch bounds the registrations written in one transaction.
+const maxPutBatch = 512
 
 // New checks cfg; it starts nothing (see Run).
 func New(cfg Config, logger *slog.Logger) (*Proxies, error) {
@@ -164,7 +178,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxies, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxies{cfg: cfg, logger: logger, metrics: m, wake: make(chan struct{}, 1)}
+	p := &Proxies{cfg: cfg, logger: logger, metrics: m, wake: make(chan struct{}, 1), puts: make(chan putRequest)}
 	p.reg = newRegistry(p)
 	p.gen = newGenerator(p)
 	return p, nil
@@ -191,6 +205,9 @@ func (p *Proxies) Run(ctx context.Context) error {
 	}
 	sweep := time.NewTicker(min(p.cfg.GracePeriod/4, 5*time.Second))
 	defer sweep.Stop()
+	stored := make(chan struct{})
+	defer func() { <-stored }()
+	go func() { defer close(stored); p.storeLoop(ctx) }()
 	for {
 		changed := p.cfg.State.Changed()
 		p.gen.pass()
@@ -210,6 +227,59 @@ func (p *Proxies) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// store writes a registered Dataplane through storeLoop, with whatever
+// other registrations arrive meanwhile: a burst of proxies connecting costs
+// a few disk syncs, not one each.
+func (p *Proxies) store(ctx context.Context, dp *api.Resource) error {
+	req := putRequest{dp: dp, done: make(chan error, 1)}
+	select {
+	case p.puts <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// storeLoop writes the registrations store hands it, in batches, until ctx
+// ends.
+func (p *Proxies) storeLoop(ctx context.Context) {
+	for {
+		var batch []putRequest
+		select {
+		case <-ctx.Done():
+			return
+		case req := <-p.puts:
+			batch = append(batch, req)
+		}
+	more:
+		for len(batch) < maxPutBatch {
+			select {
+			case req := <-p.puts:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		dps := make([]*api.Resource, len(batch))
+		for i, req := range batch {
+			dps[i] = req.dp
+		}
+		errs, err := p.cfg.Inventory.PutBatch(dps, time.Now())
+		for i, req := range batch {
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- errs[i]
+			}
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/xds/server"
-	"github.com/meshfed/meshfed/zone/inventory"
 )
 
 // node is one proxy with a stream open on this replica.
@@ -62,9 +61,9 @@ func (r *registry) connected() int {
 
 // Connect registers a stream's proxy: its Dataplane from node metadata, or
 // the one created through the API.
-func (r *registry) Connect(_ context.Context, n server.Node) error {
+func (r *registry) Connect(ctx context.Context, n server.Node) error {
 	key := api.Key{Type: api.TypeDataplane, Mesh: n.Mesh, Name: n.Name}
-	if err := r.register(n, key); err != nil {
+	if err := r.register(ctx, n, key); err != nil {
 		r.p.metrics.refused.Inc()
 		r.p.logger.Warn("refused a proxy", "dataplane", n.ID, "user_agent", n.UserAgent, "err", err)
 		return err
@@ -105,7 +104,7 @@ func (r *registry) Disconnect(n server.Node) {
 // register makes sure the proxy's Dataplane is in the inventory. Its
 // errors wrap server.ErrInvalidNode (the proxy's input is wrong) or
 // server.ErrUnavailable (retry later).
-func (r *registry) register(n server.Node, key api.Key) error {
+func (r *registry) register(ctx context.Context, n server.Node, key api.Key) error {
 	cfg := &r.p.cfg
 	if _, ok := cfg.State.Get(api.Key{Type: api.TypeMesh, Name: n.Mesh}); !ok {
 		return fmt.Errorf("%w: node.id: mesh %q does not exist in zone %q (yet): Meshes are created on global", server.ErrUnavailable, n.Mesh, cfg.Zone)
@@ -133,7 +132,7 @@ func (r *registry) register(n server.Node, key api.Key) error {
 		dp.Labels = map[string]string{}
 	}
 	dp.Labels[LabelRegisteredBy] = cfg.ReplicaID
-	if _, _, err := cfg.Inventory.Put(dp, inventory.PutOptions{}); err != nil {
+	if err := r.p.store(ctx, dp); err != nil {
 		var invalid *api.ValidationError
 		if errors.As(err, &invalid) {
 			return fmt.Errorf("%w: node.metadata.%s: %w", server.ErrInvalidNode, MetadataDataplane, err)
