@@ -182,4 +182,9 @@ const (
 	// LabelDisplayName keeps a zone resource's own name when global stores it
 	// under a zone-qualified one.
 	LabelDisplayName = "kuma.io/display-name"
+	// LabelCAKey, set to "true" on a Secret, marks it as holding a CA's
+	// private key: it stays on global and never reaches a zone. Global sets
+	// it on the builtin roots it creates; a provided CA's key Secret must
+	// carry it from its creation.
+	LabelCAKey = "meshfed.io/ca-key"
 )

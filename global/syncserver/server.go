@@ -47,6 +47,13 @@ type Reports interface {
 	Apply(ctx context.Context, zone string, r *syncpb.Report) ([]*syncpb.Rejection, error)
 }
 
+// Signer signs a zone's intermediate CA for a Mesh (DESIGN.md §9). It
+// answers with the certificate or with the reason in the response's error;
+// zone is the stream's authenticated zone.
+type Signer interface {
+	SignIntermediate(ctx context.Context, zone string, req *syncpb.CertificateRequest) *syncpb.CertificateResponse
+}
+
 // Insights receives what the sessions learn about zones.
 type Insights interface {
 	Connected(zone, replica, globalNode string, at time.Time)
@@ -62,6 +69,8 @@ type Config struct {
 	Authenticator Authenticator
 	Reports       Reports
 	Insights      Insights
+	// Signer signs zones' intermediate CAs; nil refuses every request.
+	Signer Signer
 	// Filter returns what a zone receives: global-owned fan-out types, and
 	// other zones' fan-out resources (ZoneIngress).
 	Filter func(zone string) batch.Filter
@@ -114,11 +123,15 @@ func (c *Config) Validate() error {
 
 // DefaultFilter sends a zone every fan-out resource owned by global, and the
 // fan-out resources other zones reported (their ZoneIngress); never the
-// zone's own reports back.
+// zone's own reports back, and never a Secret holding a CA's private key
+// (labelled api.LabelCAKey): zones get their intermediates signed instead.
 func DefaultFilter(zone string) batch.Filter {
 	return func(key api.Key, r *api.Resource) bool {
 		d, err := api.Lookup(key.Type)
 		if err != nil || !d.FanOut {
+			return false
+		}
+		if r != nil && r.Labels[api.LabelCAKey] == "true" {
 			return false
 		}
 		if d.Owner == api.RoleGlobal {
@@ -452,6 +465,20 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 		}
 		ack := &syncpb.ReportAck{Sequence: m.Report.GetSequence(), Rejected: rejected}
 		return ss.send(&syncpb.StreamResponse{Msg: &syncpb.StreamResponse_ReportAck{ReportAck: ack}})
+	case *syncpb.StreamRequest_CertificateRequest:
+		req := m.CertificateRequest
+		resp := &syncpb.CertificateResponse{RequestId: req.GetRequestId(), Mesh: req.GetMesh(), Backend: req.GetBackend(),
+			Error: "this global node does not sign zone certificates"}
+		if ss.s.cfg.Signer != nil {
+			resp = ss.s.cfg.Signer.SignIntermediate(ctx, ss.zone, req)
+			resp.RequestId, resp.Mesh, resp.Backend = req.GetRequestId(), req.GetMesh(), req.GetBackend()
+		}
+		if resp.GetError() != "" {
+			ss.logger.Warn("refused to sign a zone's intermediate CA", "mesh", req.GetMesh(), "backend", req.GetBackend(), "err", resp.GetError())
+		} else {
+			ss.logger.Info("signed a zone's intermediate CA", "mesh", req.GetMesh(), "backend", req.GetBackend())
+		}
+		return ss.send(&syncpb.StreamResponse{Msg: &syncpb.StreamResponse_CertificateResponse{CertificateResponse: resp}})
 	case *syncpb.StreamRequest_Heartbeat:
 	case *syncpb.StreamRequest_Hello:
 		return status.Error(codes.InvalidArgument, "hello sent twice")

@@ -34,6 +34,7 @@ type StreamRequest struct {
 	//	*StreamRequest_Ack
 	//	*StreamRequest_Report
 	//	*StreamRequest_Heartbeat
+	//	*StreamRequest_CertificateRequest
 	Msg           isStreamRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -112,6 +113,15 @@ func (x *StreamRequest) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *StreamRequest) GetCertificateRequest() *CertificateRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamRequest_CertificateRequest); ok {
+			return x.CertificateRequest
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Msg interface {
 	isStreamRequest_Msg()
 }
@@ -132,6 +142,10 @@ type StreamRequest_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type StreamRequest_CertificateRequest struct {
+	CertificateRequest *CertificateRequest `protobuf:"bytes,5,opt,name=certificate_request,json=certificateRequest,proto3,oneof"`
+}
+
 func (*StreamRequest_Hello) isStreamRequest_Msg() {}
 
 func (*StreamRequest_Ack) isStreamRequest_Msg() {}
@@ -139,6 +153,8 @@ func (*StreamRequest_Ack) isStreamRequest_Msg() {}
 func (*StreamRequest_Report) isStreamRequest_Msg() {}
 
 func (*StreamRequest_Heartbeat) isStreamRequest_Msg() {}
+
+func (*StreamRequest_CertificateRequest) isStreamRequest_Msg() {}
 
 // StreamResponse is a message from global to a zone.
 type StreamResponse struct {
@@ -150,6 +166,7 @@ type StreamResponse struct {
 	//	*StreamResponse_Reset_
 	//	*StreamResponse_ReportAck
 	//	*StreamResponse_Heartbeat
+	//	*StreamResponse_CertificateResponse
 	Msg           isStreamResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -237,6 +254,15 @@ func (x *StreamResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *StreamResponse) GetCertificateResponse() *CertificateResponse {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamResponse_CertificateResponse); ok {
+			return x.CertificateResponse
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Msg interface {
 	isStreamResponse_Msg()
 }
@@ -261,6 +287,10 @@ type StreamResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
 }
 
+type StreamResponse_CertificateResponse struct {
+	CertificateResponse *CertificateResponse `protobuf:"bytes,6,opt,name=certificate_response,json=certificateResponse,proto3,oneof"`
+}
+
 func (*StreamResponse_Welcome) isStreamResponse_Msg() {}
 
 func (*StreamResponse_Changes) isStreamResponse_Msg() {}
@@ -270,6 +300,8 @@ func (*StreamResponse_Reset_) isStreamResponse_Msg() {}
 func (*StreamResponse_ReportAck) isStreamResponse_Msg() {}
 
 func (*StreamResponse_Heartbeat) isStreamResponse_Msg() {}
+
+func (*StreamResponse_CertificateResponse) isStreamResponse_Msg() {}
 
 // Hello opens the stream.
 type Hello struct {
@@ -1011,24 +1043,189 @@ func (x *Heartbeat) GetUnixNano() int64 {
 	return 0
 }
 
+// CertificateRequest asks global to sign the zone's intermediate CA for one
+// Mesh (DESIGN.md §9): the zone made the key and keeps it; only the CSR
+// travels. Global signs with the Mesh's root (whose key never leaves
+// global), for the zone the stream authenticated.
+type CertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is the zone's, echoed in the response.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Mesh      string `protobuf:"bytes,2,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	// backend is the Mesh's enabled mTLS backend the zone saw; global refuses
+	// a request for another one.
+	Backend string `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	// csr_pem is a PEM CERTIFICATE REQUEST.
+	CsrPem        []byte `protobuf:"bytes,4,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateRequest) Reset() {
+	*x = CertificateRequest{}
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateRequest) ProtoMessage() {}
+
+func (x *CertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateRequest.ProtoReflect.Descriptor instead.
+func (*CertificateRequest) Descriptor() ([]byte, []int) {
+	return file_meshfed_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CertificateRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CertificateRequest) GetMesh() string {
+	if x != nil {
+		return x.Mesh
+	}
+	return ""
+}
+
+func (x *CertificateRequest) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CertificateRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+// CertificateResponse answers a CertificateRequest: the signed intermediate
+// and the Mesh's trust bundle (its root certificates), or why not.
+type CertificateResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Mesh           string                 `protobuf:"bytes,2,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Backend        string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	CertificatePem []byte                 `protobuf:"bytes,4,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	TrustBundlePem []byte                 `protobuf:"bytes,5,opt,name=trust_bundle_pem,json=trustBundlePem,proto3" json:"trust_bundle_pem,omitempty"`
+	// error is set when global refused to sign (and nothing else is).
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateResponse) Reset() {
+	*x = CertificateResponse{}
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateResponse) ProtoMessage() {}
+
+func (x *CertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateResponse.ProtoReflect.Descriptor instead.
+func (*CertificateResponse) Descriptor() ([]byte, []int) {
+	return file_meshfed_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CertificateResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CertificateResponse) GetMesh() string {
+	if x != nil {
+		return x.Mesh
+	}
+	return ""
+}
+
+func (x *CertificateResponse) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CertificateResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *CertificateResponse) GetTrustBundlePem() []byte {
+	if x != nil {
+		return x.TrustBundlePem
+	}
+	return nil
+}
+
+func (x *CertificateResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_meshfed_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_meshfed_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x1ameshfed/sync/v1/sync.proto\x12\x0fmeshfed.sync.v1\"\xdf\x01\n" +
+	"\x1ameshfed/sync/v1/sync.proto\x12\x0fmeshfed.sync.v1\"\xb7\x02\n" +
 	"\rStreamRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.meshfed.sync.v1.HelloH\x00R\x05hello\x12(\n" +
 	"\x03ack\x18\x02 \x01(\v2\x14.meshfed.sync.v1.AckH\x00R\x03ack\x121\n" +
 	"\x06report\x18\x03 \x01(\v2\x17.meshfed.sync.v1.ReportH\x00R\x06report\x12:\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"\xac\x02\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeat\x12V\n" +
+	"\x13certificate_request\x18\x05 \x01(\v2#.meshfed.sync.v1.CertificateRequestH\x00R\x12certificateRequestB\x05\n" +
+	"\x03msg\"\x87\x03\n" +
 	"\x0eStreamResponse\x124\n" +
 	"\awelcome\x18\x01 \x01(\v2\x18.meshfed.sync.v1.WelcomeH\x00R\awelcome\x124\n" +
 	"\achanges\x18\x02 \x01(\v2\x18.meshfed.sync.v1.ChangesH\x00R\achanges\x12.\n" +
 	"\x05reset\x18\x03 \x01(\v2\x16.meshfed.sync.v1.ResetH\x00R\x05reset\x12;\n" +
 	"\n" +
 	"report_ack\x18\x04 \x01(\v2\x1a.meshfed.sync.v1.ReportAckH\x00R\treportAck\x12:\n" +
-	"\theartbeat\x18\x05 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeat\x12Y\n" +
+	"\x14certificate_response\x18\x06 \x01(\v2$.meshfed.sync.v1.CertificateResponseH\x00R\x13certificateResponseB\x05\n" +
 	"\x03msg\"\xb8\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1d\n" +
@@ -1083,7 +1280,21 @@ const file_meshfed_sync_v1_sync_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x126\n" +
 	"\brejected\x18\x02 \x03(\v2\x1a.meshfed.sync.v1.RejectionR\brejected\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano2\\\n" +
+	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\"z\n" +
+	"\x12CertificateRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x12\x17\n" +
+	"\acsr_pem\x18\x04 \x01(\fR\x06csrPem\"\xcb\x01\n" +
+	"\x13CertificateResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x12'\n" +
+	"\x0fcertificate_pem\x18\x04 \x01(\fR\x0ecertificatePem\x12(\n" +
+	"\x10trust_bundle_pem\x18\x05 \x01(\fR\x0etrustBundlePem\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error2\\\n" +
 	"\vSyncService\x12M\n" +
 	"\x06Stream\x12\x1e.meshfed.sync.v1.StreamRequest\x1a\x1f.meshfed.sync.v1.StreamResponse(\x010\x01B/Z-github.com/meshfed/meshfed/sync/syncpb;syncpbb\x06proto3"
 
@@ -1099,46 +1310,50 @@ func file_meshfed_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_meshfed_sync_v1_sync_proto_rawDescData
 }
 
-var file_meshfed_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_meshfed_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_meshfed_sync_v1_sync_proto_goTypes = []any{
-	(*StreamRequest)(nil),  // 0: meshfed.sync.v1.StreamRequest
-	(*StreamResponse)(nil), // 1: meshfed.sync.v1.StreamResponse
-	(*Hello)(nil),          // 2: meshfed.sync.v1.Hello
-	(*Welcome)(nil),        // 3: meshfed.sync.v1.Welcome
-	(*Resource)(nil),       // 4: meshfed.sync.v1.Resource
-	(*Deletion)(nil),       // 5: meshfed.sync.v1.Deletion
-	(*Changes)(nil),        // 6: meshfed.sync.v1.Changes
-	(*Reset)(nil),          // 7: meshfed.sync.v1.Reset
-	(*Ack)(nil),            // 8: meshfed.sync.v1.Ack
-	(*Rejection)(nil),      // 9: meshfed.sync.v1.Rejection
-	(*Report)(nil),         // 10: meshfed.sync.v1.Report
-	(*ReportAck)(nil),      // 11: meshfed.sync.v1.ReportAck
-	(*Heartbeat)(nil),      // 12: meshfed.sync.v1.Heartbeat
+	(*StreamRequest)(nil),       // 0: meshfed.sync.v1.StreamRequest
+	(*StreamResponse)(nil),      // 1: meshfed.sync.v1.StreamResponse
+	(*Hello)(nil),               // 2: meshfed.sync.v1.Hello
+	(*Welcome)(nil),             // 3: meshfed.sync.v1.Welcome
+	(*Resource)(nil),            // 4: meshfed.sync.v1.Resource
+	(*Deletion)(nil),            // 5: meshfed.sync.v1.Deletion
+	(*Changes)(nil),             // 6: meshfed.sync.v1.Changes
+	(*Reset)(nil),               // 7: meshfed.sync.v1.Reset
+	(*Ack)(nil),                 // 8: meshfed.sync.v1.Ack
+	(*Rejection)(nil),           // 9: meshfed.sync.v1.Rejection
+	(*Report)(nil),              // 10: meshfed.sync.v1.Report
+	(*ReportAck)(nil),           // 11: meshfed.sync.v1.ReportAck
+	(*Heartbeat)(nil),           // 12: meshfed.sync.v1.Heartbeat
+	(*CertificateRequest)(nil),  // 13: meshfed.sync.v1.CertificateRequest
+	(*CertificateResponse)(nil), // 14: meshfed.sync.v1.CertificateResponse
 }
 var file_meshfed_sync_v1_sync_proto_depIdxs = []int32{
 	2,  // 0: meshfed.sync.v1.StreamRequest.hello:type_name -> meshfed.sync.v1.Hello
 	8,  // 1: meshfed.sync.v1.StreamRequest.ack:type_name -> meshfed.sync.v1.Ack
 	10, // 2: meshfed.sync.v1.StreamRequest.report:type_name -> meshfed.sync.v1.Report
 	12, // 3: meshfed.sync.v1.StreamRequest.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
-	3,  // 4: meshfed.sync.v1.StreamResponse.welcome:type_name -> meshfed.sync.v1.Welcome
-	6,  // 5: meshfed.sync.v1.StreamResponse.changes:type_name -> meshfed.sync.v1.Changes
-	7,  // 6: meshfed.sync.v1.StreamResponse.reset:type_name -> meshfed.sync.v1.Reset
-	11, // 7: meshfed.sync.v1.StreamResponse.report_ack:type_name -> meshfed.sync.v1.ReportAck
-	12, // 8: meshfed.sync.v1.StreamResponse.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
-	4,  // 9: meshfed.sync.v1.Changes.upserts:type_name -> meshfed.sync.v1.Resource
-	5,  // 10: meshfed.sync.v1.Changes.deletes:type_name -> meshfed.sync.v1.Deletion
-	4,  // 11: meshfed.sync.v1.Reset.resources:type_name -> meshfed.sync.v1.Resource
-	9,  // 12: meshfed.sync.v1.Ack.rejected:type_name -> meshfed.sync.v1.Rejection
-	4,  // 13: meshfed.sync.v1.Report.upserts:type_name -> meshfed.sync.v1.Resource
-	5,  // 14: meshfed.sync.v1.Report.deletes:type_name -> meshfed.sync.v1.Deletion
-	9,  // 15: meshfed.sync.v1.ReportAck.rejected:type_name -> meshfed.sync.v1.Rejection
-	0,  // 16: meshfed.sync.v1.SyncService.Stream:input_type -> meshfed.sync.v1.StreamRequest
-	1,  // 17: meshfed.sync.v1.SyncService.Stream:output_type -> meshfed.sync.v1.StreamResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	13, // 4: meshfed.sync.v1.StreamRequest.certificate_request:type_name -> meshfed.sync.v1.CertificateRequest
+	3,  // 5: meshfed.sync.v1.StreamResponse.welcome:type_name -> meshfed.sync.v1.Welcome
+	6,  // 6: meshfed.sync.v1.StreamResponse.changes:type_name -> meshfed.sync.v1.Changes
+	7,  // 7: meshfed.sync.v1.StreamResponse.reset:type_name -> meshfed.sync.v1.Reset
+	11, // 8: meshfed.sync.v1.StreamResponse.report_ack:type_name -> meshfed.sync.v1.ReportAck
+	12, // 9: meshfed.sync.v1.StreamResponse.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
+	14, // 10: meshfed.sync.v1.StreamResponse.certificate_response:type_name -> meshfed.sync.v1.CertificateResponse
+	4,  // 11: meshfed.sync.v1.Changes.upserts:type_name -> meshfed.sync.v1.Resource
+	5,  // 12: meshfed.sync.v1.Changes.deletes:type_name -> meshfed.sync.v1.Deletion
+	4,  // 13: meshfed.sync.v1.Reset.resources:type_name -> meshfed.sync.v1.Resource
+	9,  // 14: meshfed.sync.v1.Ack.rejected:type_name -> meshfed.sync.v1.Rejection
+	4,  // 15: meshfed.sync.v1.Report.upserts:type_name -> meshfed.sync.v1.Resource
+	5,  // 16: meshfed.sync.v1.Report.deletes:type_name -> meshfed.sync.v1.Deletion
+	9,  // 17: meshfed.sync.v1.ReportAck.rejected:type_name -> meshfed.sync.v1.Rejection
+	0,  // 18: meshfed.sync.v1.SyncService.Stream:input_type -> meshfed.sync.v1.StreamRequest
+	1,  // 19: meshfed.sync.v1.SyncService.Stream:output_type -> meshfed.sync.v1.StreamResponse
+	19, // [19:20] is the sub-list for method output_type
+	18, // [18:19] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_meshfed_sync_v1_sync_proto_init() }
@@ -1151,6 +1366,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 		(*StreamRequest_Ack)(nil),
 		(*StreamRequest_Report)(nil),
 		(*StreamRequest_Heartbeat)(nil),
+		(*StreamRequest_CertificateRequest)(nil),
 	}
 	file_meshfed_sync_v1_sync_proto_msgTypes[1].OneofWrappers = []any{
 		(*StreamResponse_Welcome)(nil),
@@ -1158,6 +1374,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 		(*StreamResponse_Reset_)(nil),
 		(*StreamResponse_ReportAck)(nil),
 		(*StreamResponse_Heartbeat)(nil),
+		(*StreamResponse_CertificateResponse)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1165,7 +1382,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meshfed_sync_v1_sync_proto_rawDesc), len(file_meshfed_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshfed/meshfed/sync/syncpb"
 )
 
 const (
@@ -102,6 +104,40 @@ type Client struct {
 
 	mu     sync.Mutex
 	status Status
+
+	// certCalls carries SignIntermediate's requests to the stream loop.
+	certCalls chan *certCall
+}
+
+// certCall is one SignIntermediate waiting for global's answer.
+type certCall struct {
+	req  *syncpb.CertificateRequest
+	done chan certResult // buffered: the loop never waits on it
+}
+
+type certResult struct {
+	resp *syncpb.CertificateResponse
+	err  error
+}
+
+// SignIntermediate asks global, over the current stream (waiting for one
+// when there is none), to sign the zone's intermediate CA for a Mesh, and
+// returns global's answer: the certificate, or in its Error why global
+// refused. An error means no answer came (the stream ended, ctx ended): ask
+// again.
+func (c *Client) SignIntermediate(ctx context.Context, req *syncpb.CertificateRequest) (*syncpb.CertificateResponse, error) {
+	call := &certCall{req: req, done: make(chan certResult, 1)}
+	select {
+	case c.certCalls <- call:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-call.done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // New checks cfg and builds a client; it starts nothing.
@@ -121,7 +157,7 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 		}
 		_ = cc.Close()
 	}
-	return &Client{cfg: cfg, logger: logger.With("zone", cfg.Zone, "replica", cfg.ReplicaID)}, nil
+	return &Client{cfg: cfg, logger: logger.With("zone", cfg.Zone, "replica", cfg.ReplicaID), certCalls: make(chan *certCall)}, nil
 }
 
 // Status returns the connection's status.

@@ -607,3 +607,63 @@ func TestRunOnceAtATime(t *testing.T) {
 		t.Fatal("a second Run was allowed")
 	}
 }
+
+// fakeSigner answers certificate requests with the zone and CSR it saw.
+type fakeSigner struct{ calls atomic.Int32 }
+
+func (s *fakeSigner) SignIntermediate(_ context.Context, zone string, req *syncpb.CertificateRequest) *syncpb.CertificateResponse {
+	s.calls.Add(1)
+	if req.GetMesh() == "refused" {
+		return &syncpb.CertificateResponse{Error: "mesh refused has no mTLS"}
+	}
+	return &syncpb.CertificateResponse{CertificatePem: []byte(zone + ":" + string(req.GetCsrPem())), TrustBundlePem: []byte("root")}
+}
+
+// TestSignIntermediate: a certificate request waits for a welcomed stream,
+// travels on it, and gets global's answer (or its refusal) back, matched by
+// request id.
+func TestSignIntermediate(t *testing.T) {
+	checkLeaks(t)
+	feed := newFeed()
+	seed(t, feed)
+	signer := &fakeSigner{}
+	g := startNode(t, "global-1", feed, func(c *syncserver.Config) { c.Signer = signer })
+	rep := tempReplica(t)
+	c, _ := runClient(t, config(rep, g.addr))
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			csr := fmt.Sprintf("csr-%d", i)
+			resp, err := c.SignIntermediate(ctx, &syncpb.CertificateRequest{Mesh: "default", Backend: "ca-1", CsrPem: []byte(csr)})
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			if got := string(resp.GetCertificatePem()); got != zoneName+":"+csr || resp.GetMesh() != "default" || resp.GetBackend() != "ca-1" {
+				t.Errorf("request %d answered %v", i, resp)
+			}
+		}()
+	}
+	wg.Wait()
+	resp, err := c.SignIntermediate(ctx, &syncpb.CertificateRequest{Mesh: "refused", Backend: "x", CsrPem: []byte("c")})
+	if err != nil || !strings.Contains(resp.GetError(), "no mTLS") || len(resp.GetCertificatePem()) != 0 {
+		t.Fatalf("refusal: %v, %v", resp, err)
+	}
+	if n := signer.calls.Load(); n != 6 {
+		t.Errorf("global signed %d requests, want 6", n)
+	}
+	// Without a stream, a request waits until ctx ends.
+	short, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer stop()
+	c2, err := syncclient.New(config(tempReplica(t), g.addr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.SignIntermediate(short, &syncpb.CertificateRequest{Mesh: "default"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("without a stream: %v, want the context's deadline", err)
+	}
+}

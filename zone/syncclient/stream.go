@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshfed/meshfed/sync/syncpb"
 )
@@ -32,6 +33,11 @@ type stream struct {
 	out   chan *syncpb.StreamRequest // the writer's queue
 	parts []*syncpb.Changes          // a chunked Changes being received
 	reset []*syncpb.Reset            // Reset chunks being received
+
+	// certCalls are the certificate requests sent on this stream and not
+	// answered, by request id.
+	certCalls map[string]*certCall
+	nextCall  uint64
 
 	reportsWatch <-chan struct{}
 	inFlight     map[uint64]bool // reports sent on this stream, not acknowledged
@@ -125,9 +131,29 @@ func (st *stream) run(ctx context.Context) error {
 
 	ticker := time.NewTicker(st.interval)
 	defer ticker.Stop()
+	st.certCalls = map[string]*certCall{}
+	defer func() {
+		for _, call := range st.certCalls {
+			call.done <- certResult{err: fmt.Errorf("the stream to %s ended before global answered", st.addr)}
+		}
+	}()
 	lastHeard := time.Now()
 	for {
+		// Certificate requests wait for the Welcome (nil channel until then).
+		var calls chan *certCall
+		if st.welcome != nil {
+			calls = st.c.certCalls
+		}
 		select {
+		case call := <-calls:
+			st.nextCall++
+			id := fmt.Sprintf("%s-%d", st.c.cfg.ReplicaID, st.nextCall)
+			req := proto.Clone(call.req).(*syncpb.CertificateRequest)
+			req.RequestId = id
+			st.certCalls[id] = call
+			if err := st.send(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_CertificateRequest{CertificateRequest: req}}); err != nil {
+				return err
+			}
 		case <-sctx.Done():
 			return context.Cause(sctx)
 		case err := <-recvErr:
@@ -226,6 +252,15 @@ func (st *stream) handle(m *syncpb.StreamResponse) error {
 				"mesh", r.GetMesh(), "name", r.GetName(), "reason", r.GetReason())
 		}
 		return st.sendReports()
+	case *syncpb.StreamResponse_CertificateResponse:
+		resp := msg.CertificateResponse
+		call, ok := st.certCalls[resp.GetRequestId()]
+		if !ok {
+			return fmt.Errorf("%w: an answer to certificate request %q, which is not pending", errProtocol, resp.GetRequestId())
+		}
+		delete(st.certCalls, resp.GetRequestId())
+		call.done <- certResult{resp: resp}
+		return nil
 	case *syncpb.StreamResponse_Heartbeat:
 		return nil
 	default:
