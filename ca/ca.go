@@ -1,12 +1,25 @@
-// Package ca makes and checks certificates with the standard library only:
-// certificate authorities (the global cluster's sync CA now; each Mesh's
-// builtin CA and zone intermediates later), and serving and leaf
-// certificates issued from them.
+// Package ca makes and checks certificates with the standard library only.
+// It imports nothing else from the repository.
 //
-// Where it sits: global keeps CA material in its replicated store and issues
-// from it; zones verify what global serves (sync TLS) and, later, issue
-// dataplane certificates from their intermediates. It imports nothing else
-// from the repository.
+// Where it sits in the data flow:
+//
+//   - Sync TLS: global creates its sync CA (NewRoot), keeps it in the
+//     replicated store and issues serving certificates from it (Parse,
+//     Authority.IssueServer); zones trust it through CertPool.
+//   - Per-Mesh mTLS (DESIGN.md §9): global creates and stores each builtin
+//     Mesh root (NewMeshRoot) or checks a provided one (CheckProvidedCA);
+//     the root key never leaves global. Each zone makes its own
+//     intermediate key and CSR (NewIntermediateRequest) and sends the CSR
+//     over the sync stream; global signs it (SignIntermediate). The zone
+//     builds an Issuer (NewIssuer) and issues short-lived dataplane
+//     certificates from it (Issuer.IssueLeaf) carrying SPIFFE IDs
+//     (SPIFFEID, ParseSPIFFEID) and tag URIs (TagURI). Trust bundles
+//     (Bundle) carry the roots; VerifyLeaf checks a chain as a peer would.
+//   - Rotation: zones renew leaves at RenewAt (80% of life, jittered) and
+//     intermediates at HalfLife.
+//
+// Errors of the mTLS part wrap sentinel errors (ErrExpired, ErrWrongMesh,
+// ...; see errors.go) so callers can branch with errors.Is.
 package ca
 
 import (
