@@ -46,6 +46,7 @@
 //	Listener "grpc/server?xds.resource.listening_address=<ip>:<port>"
 //	                                 gRPC server listener per inbound (GRPCServerListenerTemplate)
 //	Listener "ingress:<ip>:<port>"   ZoneIngress listener
+//	Secret   "identity_cert:<mesh>"  Envoy's own certificate (mTLS on; see mTLS)
 //
 // Inbound HTTP routes are inline (named "inbound:S"), so a sidecar's RDS
 // names are always service names. IPv6 addresses are bracketed
@@ -86,28 +87,160 @@
 // otherwise (Kuma names such as "backend_demo_svc_8080" contain '_', which
 // is not allowed in a host name). Cross-network traffic therefore requires
 // mTLS from the calling sidecar with that SNI on its upstream TLS, as in
-// Kuma; that is a later issue: until then sidecars send plaintext to the
-// ingress endpoints, which the ingress does not accept.
+// Kuma: with mTLS on, every cluster's UpstreamTlsContext carries it (see
+// mTLS); in a Mesh without mTLS sidecars send plaintext to the ingress
+// endpoints, which the ingress does not accept. A proxyless gRPC client
+// sends the SNI only with GRPC_EXPERIMENTAL_XDS_SNI=true.
+//
+// # mTLS
+//
+// MeshView.MTLS turns mTLS on (nil: off, and nothing of this section is
+// generated; MTLSOf derives it from the Mesh spec and the trust bundle the
+// zone holds). The certificates are made elsewhere; generation places
+// bytes only into Envoy secrets. Identities are SPIFFE URIs
+// SPIFFEID(mesh, service) = "spiffe://<mesh>/<service>"; a proxy's
+// certificate also carries KumaTagURI(tag, value) = "kuma://<tag>/<value>"
+// for its inbound tags, which traffic permissions by tags match.
+//
+// Envoy gets its certificates over SDS on the ADS stream, as two secrets
+// (Resources.Secrets):
+//
+//	Secret "mesh_ca:<mesh>"        validation_context.trusted_ca = MTLS.TrustBundlePEM
+//	                               (MeshCASecretName; built once in Compile, shared)
+//	Secret "identity_cert:<mesh>"  tls_certificate = ProxyOptions.Identity
+//	                               (IdentitySecretName; built per proxy by ProxyWith)
+//
+// The identity secret has the same name for every proxy of the Mesh and a
+// different content per proxy: SDS resources, like every resource of a
+// snapshot, are per node, so the Mesh's clusters, which name the secret,
+// stay shared by pointer. (A per-proxy name, "identity_cert:<mesh>:<proxy>",
+// would make every cluster per proxy.) The xDS server must therefore serve
+// secrets per node, never from a cache shared between nodes. A CA rotation
+// changes the CA secret only, no cluster.
+//
+// Proxyless gRPC applications cannot use SDS (grpc-go NACKs
+// tls_certificate_sds_secret_configs): their TLS contexts name the
+// certificate provider instance GRPCCertProvider ("meshfed", certificate
+// name GRPCCertName "default") for both the identity and the CA, which the
+// gRPC bootstrap's certificate_providers must define (a file_watcher over
+// the files the zone's agent writes). They get no secrets.
+//
+// With mTLS on, generation adds:
+//
+//   - To each service's Cluster, an UpstreamTlsContext: sni
+//     ServiceSNI(service, mesh), and the peer must present
+//     SPIFFEID(mesh, service) signed by the Mesh CA. The Envoy variant
+//     takes the identity and the CA from the two secrets
+//     (tls_certificate_sds_secret_configs, combined_validation_context
+//     with match_typed_subject_alt_names URI exact); the gRPC variant from
+//     the provider instance (tls_certificate_provider_instance,
+//     validation_context with ca_certificate_provider_instance and
+//     match_subject_alt_names exact, which is all grpc-go reads). Each
+//     service thus has two Cluster objects of the same name, one per
+//     proxy kind, each shared by the proxies of its kind; without mTLS it
+//     is one object. HTTP/2 clusters offer ALPN h2 (grpc-go servers accept
+//     it). The per-proxy cluster of an outbound nobody serves gets the
+//     Envoy TLS context too.
+//   - To each Envoy inbound listener, a DownstreamTlsContext requiring a
+//     client certificate signed by the Mesh CA (identity and CA from the
+//     secrets, no SAN match: who may call is the RBAC's business), ALPN
+//     h2 and http/1.1 for HTTP protocols, and the inbound's RBAC (below).
+//     STRICT: one filter chain, TLS only. PERMISSIVE: a TLS inspector and
+//     two filter chains, "mtls" (transport_protocol "tls": TLS and RBAC)
+//     and "plaintext" (transport_protocol "raw_buffer": no TLS, no RBAC;
+//     plaintext callers are allowed, as in Kuma).
+//   - To each gRPC server listener, a DownstreamTlsContext with the
+//     provider instance for identity and CA, require_client_certificate,
+//     no SAN matching (grpc-go NACKs it on servers), and the RBAC HTTP
+//     filter. PERMISSIVE is STRICT for gRPC servers: grpc-go (v1.85,
+//     xdsresource/unmarshal_lds.go) drops filter chains whose
+//     transport_protocol is anything but "" or "raw_buffer" and does not
+//     sniff, so one listener cannot take both TLS and plaintext.
+//
+// # Traffic permissions
+//
+// With mTLS on, every inbound (Envoy or gRPC server) enforces the Mesh's
+// MeshTrafficPermissions as an RBAC: the HTTP filter
+// envoy.filters.http.rbac before the router for HTTP protocols and gRPC
+// servers, the network filter envoy.filters.network.rbac before tcp_proxy
+// for TCP. Without mTLS there is no RBAC: every caller is allowed.
+//
+// The rules of an inbound are the from[] entries of the policies whose
+// top-level targetRef selects it: Mesh (every inbound), MeshSubset (the
+// inbound's tags include the tags), MeshService (its kuma.io/service),
+// MeshServiceSubset (both), Dataplane (the Dataplane by name, and its
+// tags if given). A from[] entry selects callers by their certificate's
+// URI SANs:
+//
+//	Mesh                     one SAN starts with "spiffe://<mesh>/"
+//	MeshSubset{tags}         the same, and "kuma://<tag>/<value>" for every tag
+//	MeshService{name}        "spiffe://<mesh>/<name>"
+//	MeshServiceSubset{name,tags}  both of the above
+//
+// where <mesh> is the entry's targetRef.mesh, default the Mesh. For one
+// caller, the matching rule of greatest precedence decides: precedence is
+// the source kind (Mesh < MeshSubset < MeshService < MeshServiceSubset:
+// the most specific source wins), then the top-level kind (Mesh <
+// MeshSubset < MeshService < MeshServiceSubset < Dataplane), then the
+// policy name (the greater wins, as in Kuma, where policies merge in name
+// order and the last wins), then the position in from[] (the later wins).
+// Allow and AllowWithShadowDeny allow (the shadow deny is not generated),
+// Deny denies, and a caller no rule matches is denied: with mTLS on and no
+// policy, nobody may call (Kuma creates an allow-all policy with a Mesh;
+// Meshfed leaves that to whoever creates the Mesh).
+//
+// This is expressed as an ALLOW RBAC with one policy per Allow rule r
+// (named "<policy>.from[<i>]"), permission any, and the principal
+//
+//	sel(r) AND NOT (sel(d1) OR … OR sel(dn))
+//
+// over the Deny rules d of greater precedence; each condition is an
+// authenticated principal_name matcher (exact or prefix) on a URI SAN,
+// which Envoy and grpc-go both test against every URI SAN of the
+// peer's certificate. A caller is then allowed exactly when its
+// greatest matching rule is an Allow. Allow rules a stronger Deny covers
+// entirely are left out, and so are deny conditions r implies; an empty
+// ALLOW RBAC denies everything.
 //
 // # Validation
 //
 // Validate runs every resource's ValidateAll, unpacks every Any it knows
-// (listener filters, network filters, HCM http filters, api listeners,
-// cluster protocol options) and validates those too, checks the grpc-go
-// rules (router filter present and last, ADS config sources, locality
+// (listener filters, network filters such as RBAC, HCM http filters such
+// as RBAC, api listeners, cluster protocol options, TLS transport sockets)
+// and validates those too, checks the grpc-go rules (router filter present
+// and last, ADS config sources, the TLS transport socket's name, locality
 // weights, contiguous priorities, unique endpoint addresses) and the
-// references between resources (RDS names, clusters, CLAs, unique names).
-// Compile validates the shared protos once; Proxy and Ingress validate
-// their result before returning it, so callers need not call Validate.
+// references between resources (RDS names, clusters, CLAs, SDS secrets,
+// unique names). Secrets must hold inline bytes. Certificate provider
+// instance names are not resources and are not checked.
+// Compile validates the shared protos once; Proxy (ProxyWith) and Ingress
+// validate their result before returning it, so callers need not call
+// Validate.
 //
 // Input checks: Proxy runs the Dataplane's full api validation (an invalid
 // Dataplane is an error naming its fields, never a panic). Compile trusts
 // that stored Dataplanes passed api.Prepare and checks only what it relies
 // on (service tag, port, IP address); what fails is skipped and reported in
 // Mesh.Problems, so one bad Dataplane never stops a Mesh's generation. A
-// Dataplane of another Mesh in a MeshView is a caller bug: Compile fails.
+// Dataplane of another Mesh in a MeshView is a caller bug: Compile fails;
+// so is a MeshTrafficPermission of another Mesh, an unknown MTLS.Mode or
+// mTLS without a trust bundle. An invalid MeshTrafficPermission is skipped
+// and reported in Problems. An Envoy of an mTLS Mesh without
+// ProxyOptions.Identity is an error of ProxyWith.
 //
-// Not yet generated: mTLS (SDS / certificate providers), policies
-// (timeouts, retries, traffic permissions, RBAC), metrics, tracing and
-// access logs, builtin gateways, ZoneEgress, outbound tag subsets.
+// # Recompilation
+//
+// CompileFrom keeps the previous compilation's objects for what did not
+// change. ChangedServices names the services whose shared protos changed;
+// MeshWideChanged says that something every proxy depends on changed (mTLS
+// mode or trust bundle, traffic permissions): then every proxy of the Mesh
+// needs new resources. A proxy whose identity certificate was renewed needs
+// new resources too; the zone knows that itself.
+//
+// # Not generated yet
+//
+// Policies other than MeshTrafficPermission (timeouts, retries, …), the
+// shadow deny of AllowWithShadowDeny, metrics, tracing and access logs,
+// builtin gateways, ZoneEgress, outbound tag subsets. ZoneIngress
+// listeners pass TLS through and terminate none.
 package generate

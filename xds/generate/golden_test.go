@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshfed/meshfed/api"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -39,11 +41,16 @@ func goldenJSON(t *testing.T, r *Resources) []byte {
 		Routes    []json.RawMessage `json:"routes"`
 		Clusters  []json.RawMessage `json:"clusters"`
 		Endpoints []json.RawMessage `json:"endpoints"`
+		// Secrets only when there are (goldens without mTLS have none).
+		Secrets []json.RawMessage `json:"secrets,omitempty"`
 	}{
 		Listeners: group(toMessages(r.Listeners)),
 		Routes:    group(toMessages(r.Routes)),
 		Clusters:  group(toMessages(r.Clusters)),
 		Endpoints: group(toMessages(r.Endpoints)),
+	}
+	if len(r.Secrets) > 0 {
+		doc.Secrets = group(toMessages(r.Secrets))
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -74,6 +81,13 @@ func TestGolden(t *testing.T) {
 	meshAOff := mustCompile(t, meshAView(false))
 	meshB := mustCompile(t, meshBView())
 	zi := ingresses()[0] // zone-1's own
+	strict := mustCompile(t, meshAMTLS(api.MTLSModeStrict, allowAll("a")))
+	permissive := mustCompile(t, meshAMTLS(api.MTLSModePermissive, allowAll("a")))
+	meshS := func(policies ...*api.Resource) func() (*Resources, error) {
+		return func() (*Resources, error) {
+			return mustCompile(t, meshSView(policies...)).ProxyWith(backendS, KindEnvoy, optsOf(backendS))
+		}
+	}
 
 	cases := []struct {
 		name string
@@ -92,6 +106,36 @@ func TestGolden(t *testing.T) {
 		{"envoy-b-web", func() (*Resources, error) { return meshB.Proxy(webB, KindEnvoy) }},
 		// zone-1's ingress over meshes a and b.
 		{"ingress-zone-1", func() (*Resources, error) { return Ingress(zi, []*Mesh{meshA, meshB}) }},
+
+		// mTLS STRICT, allow-all: TLS inbound with RBAC, TLS clusters
+		// (SDS, SAN, SNI), the Mesh CA and the proxy's identity secrets.
+		{"envoy-a-web-mtls-strict", func() (*Resources, error) { return strict.ProxyWith(webA, KindEnvoy, optsOf(webA)) }},
+		// PERMISSIVE: TLS inspector, a TLS chain with RBAC and a plaintext
+		// chain without.
+		{"envoy-a-web-mtls-permissive", func() (*Resources, error) { return permissive.ProxyWith(webA, KindEnvoy, optsOf(webA)) }},
+		// TCP inbound: the RBAC network filter before tcp_proxy.
+		{"envoy-a-db-mtls-strict", func() (*Resources, error) { return strict.ProxyWith(dbA, KindEnvoy, optsOf(dbA)) }},
+		// Proxyless gRPC, client and server: certificate providers, RBAC
+		// HTTP filter on the server listener.
+		{"grpc-a-checkout-mtls-strict", func() (*Resources, error) { return strict.Proxy(checkoutA, KindGRPC) }},
+		// PERMISSIVE is STRICT for a gRPC server (see grpcProxy).
+		{"grpc-a-checkout-mtls-permissive", func() (*Resources, error) { return permissive.Proxy(checkoutA, KindGRPC) }},
+
+		// MeshTrafficPermission → RBAC of mesh s's backend-1.
+		{"mtp-allow-all", meshS(allowAll("s"))},
+		// Mesh-wide allow, web denied (the more specific source wins).
+		{"mtp-deny-service", meshS(allowAll("s"), mtp("s", "deny-web", nil, from(refService("web"), api.ActionDeny)))},
+		// The v1 instances of any service may call backend, except those of
+		// team "legacy" (a later from[] of the same kind wins); web's
+		// "canary" instances may in any case (a more specific source).
+		{"mtp-subset", meshS(
+			mtp("s", "backend-v1", &api.TargetRef{Kind: api.TargetMeshService, Name: "backend"},
+				from(refSubset(map[string]string{"version": "v1"}), api.ActionAllow),
+				from(refServiceSubset("web", map[string]string{"track": "canary"}), api.ActionAllowWithShadowDeny),
+				from(refSubset(map[string]string{"team": "legacy"}), api.ActionDeny)),
+		)},
+		// No policy: mTLS on, nobody is allowed.
+		{"mtp-none", meshS()},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

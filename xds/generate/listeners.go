@@ -1,8 +1,11 @@
 package generate
 
 import (
+	"slices"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbac "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -47,23 +50,24 @@ func hcmRDS(statPrefix, rds string) (*anypb.Any, error) {
 	})
 }
 
-// hcmInline is an HttpConnectionManager with an inline route.
-func hcmInline(statPrefix string, rc *route.RouteConfiguration) (*anypb.Any, error) {
+// hcmInline is an HttpConnectionManager with an inline route; filters run
+// before the router.
+func hcmInline(statPrefix string, rc *route.RouteConfiguration, filters ...*hcm.HttpFilter) (*anypb.Any, error) {
 	return hcmWith(&hcm.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-	})
+	}, filters...)
 }
 
-// hcmWith completes h (codec AUTO, the router as its only HTTP filter) and
-// wraps it.
-func hcmWith(h *hcm.HttpConnectionManager) (*anypb.Any, error) {
+// hcmWith completes h (codec AUTO, filters then the router as its HTTP
+// filters) and wraps it.
+func hcmWith(h *hcm.HttpConnectionManager, filters ...*hcm.HttpFilter) (*anypb.Any, error) {
 	rf, err := routerFilter()
 	if err != nil {
 		return nil, err
 	}
 	h.CodecType = hcm.HttpConnectionManager_AUTO
-	h.HttpFilters = []*hcm.HttpFilter{rf}
+	h.HttpFilters = append(slices.Clip(filters), rf)
 	return marshalAny(h)
 }
 
@@ -101,14 +105,25 @@ func apiListener(service string, hcmAny *anypb.Any) *listener.Listener {
 	}
 }
 
-// grpcServerListener is a proxyless gRPC server's Listener for one inbound.
-func grpcServerListener(ip string, port uint32) (*listener.Listener, error) {
-	h, err := hcmInline("grpc_server", grpcServerRoute())
+// grpcServerListener is a proxyless gRPC server's Listener for one
+// inbound; with mTLS (ts set) its filter chain has the TLS context and rules
+// is its RBAC HTTP filter.
+func grpcServerListener(ip string, port uint32, ts *core.TransportSocket, rules *rbac.RBAC) (*listener.Listener, error) {
+	var filters []*hcm.HttpFilter
+	if rules != nil {
+		f, err := rbacHTTPFilter(rules)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+	}
+	h, err := hcmInline("grpc_server", grpcServerRoute(), filters...)
 	if err != nil {
 		return nil, err
 	}
 	l := socketListener(GRPCServerListenerName(ip, port), ip, port, core.TrafficDirection_INBOUND,
 		networkFilter(wellknown.HTTPConnectionManager, h))
+	l.FilterChains[0].TransportSocket = ts
 	return l, nil
 }
 

@@ -11,7 +11,10 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbac "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 
@@ -34,13 +37,20 @@ type Mesh struct {
 	// changed names the services whose protos differ from the previous
 	// compilation's (all of them without one), removed ones included.
 	changed map[string]bool
+
+	mtls     *MTLS         // nil: mTLS off
+	caSecret *tlsv3.Secret // the Envoys' MeshCASecretName secret (mTLS on)
+	perms    []*mtpRule    // MeshTrafficPermission rules, weakest first
+	permsKey string        // canonical text of mtls and perms
+	meshWide bool          // permsKey differs from the previous compilation's
 }
 
 // service holds one service's shared protos.
 type service struct {
 	name        string
 	protocol    string
-	cluster     *cluster.Cluster
+	cluster     *cluster.Cluster // Envoy's (SDS certificates with mTLS on)
+	grpcCluster *cluster.Cluster // proxyless gRPC's (certificate providers); cluster with mTLS off
 	cla         *endpoint.ClusterLoadAssignment
 	route       *route.RouteConfiguration
 	apiListener *listener.Listener
@@ -111,6 +121,9 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 	}
 	if prev != nil && (prev.name != m.name || prev.localZone != m.localZone) {
 		prev = nil
+	}
+	if err := m.compileSecurity(view, prev); err != nil {
+		return nil, err
 	}
 	get := func(name string) *service {
 		s := m.services[name]
@@ -234,7 +247,7 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 		}
 		m.grpc.Listeners = append(m.grpc.Listeners, s.apiListener)
 		m.grpc.Routes = append(m.grpc.Routes, s.route)
-		m.grpc.Clusters = append(m.grpc.Clusters, s.cluster)
+		m.grpc.Clusters = append(m.grpc.Clusters, s.grpcCluster)
 		m.grpc.Endpoints = append(m.grpc.Endpoints, s.cla)
 	}
 	if prev != nil {
@@ -252,6 +265,67 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 	return m, nil
 }
 
+// compileSecurity checks and keeps view's mTLS, builds the Mesh CA secret
+// and compiles the traffic permissions.
+func (m *Mesh) compileSecurity(view *MeshView, prev *Mesh) error {
+	if t := view.MTLS; t != nil {
+		mode := t.Mode
+		switch mode {
+		case "":
+			mode = api.MTLSModeStrict
+		case api.MTLSModeStrict, api.MTLSModePermissive:
+		default:
+			return fmt.Errorf("compile: Mesh %q: MTLS.Mode %q must be %s or %s", m.name, t.Mode, api.MTLSModeStrict, api.MTLSModePermissive)
+		}
+		if len(t.TrustBundlePEM) == 0 {
+			return fmt.Errorf("compile: Mesh %q: mTLS is on: MTLS.TrustBundlePEM must be set", m.name)
+		}
+		m.mtls = &MTLS{Mode: mode, TrustBundlePEM: slices.Clone(t.TrustBundlePEM)}
+		m.caSecret = meshCASecret(m.name, m.mtls.TrustBundlePEM)
+		if prev != nil && prev.caSecret != nil && proto.Equal(prev.caSecret, m.caSecret) {
+			m.caSecret = prev.caSecret
+		}
+		p := &problems{}
+		checkSecret(p, fmt.Sprintf("secret %q", m.caSecret.Name), m.caSecret)
+		if err := p.err(); err != nil {
+			return fmt.Errorf("compile: Mesh %q: %w", m.name, err)
+		}
+		m.done[m.caSecret] = nil
+	}
+	perms, probs, err := compilePermissions(m.name, view.TrafficPermissions)
+	if err != nil {
+		return err
+	}
+	m.problems = append(m.problems, probs...)
+	m.perms = perms
+	var b strings.Builder
+	if m.mtls != nil {
+		fmt.Fprintf(&b, "mtls %s %x\n", m.mtls.Mode, m.mtls.TrustBundlePEM)
+	}
+	for _, r := range perms {
+		b.WriteString(r.key())
+	}
+	m.permsKey = b.String()
+	m.meshWide = prev == nil || prev.permsKey != m.permsKey
+	return nil
+}
+
+// MeshWideChanged reports whether something every proxy of the Mesh
+// depends on differs from the previous compilation's (CompileFrom; always
+// true without one): the mTLS settings or trust bundle, or the traffic
+// permissions. Then every proxy needs new resources, whatever
+// ChangedServices says.
+func (m *Mesh) MeshWideChanged() bool { return m.meshWide }
+
+// MTLS returns the Mesh's mTLS as compiled (mode defaulted), nil when off.
+func (m *Mesh) MTLS() *MTLS {
+	if m.mtls == nil {
+		return nil
+	}
+	c := *m.mtls
+	return &c
+}
+
 // build makes and validates one service's shared protos.
 func (m *Mesh) build(s *service, localityAware bool) error {
 	s.protocol = api.ProtocolTCP
@@ -263,6 +337,18 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 	var err error
 	if s.cluster, err = edsCluster(s.name, s.protocol); err != nil {
 		return err
+	}
+	s.grpcCluster = s.cluster
+	if m.mtls != nil {
+		if s.cluster.TransportSocket, err = envoyUpstreamTLS(m.name, s.name, s.protocol); err != nil {
+			return err
+		}
+		if s.grpcCluster, err = edsCluster(s.name, s.protocol); err != nil {
+			return err
+		}
+		if s.grpcCluster.TransportSocket, err = grpcUpstreamTLS(m.name, s.name); err != nil {
+			return err
+		}
 	}
 	s.cla = buildCLA(s.name, s.eps, m.localZone, localityAware)
 	s.route = serviceRoute(s.name)
@@ -292,6 +378,16 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 		s.apiListener: checkListener(p, fmt.Sprintf("listener %q", s.name), s.apiListener),
 		s.route:       checkRouteConfiguration(p, fmt.Sprintf("route configuration %q", s.name), s.route, true),
 		s.cluster:     checkCluster(p, fmt.Sprintf("cluster %q", s.name), s.cluster),
+	}
+	if s.grpcCluster != s.cluster {
+		// Checked alone: it has the Envoy cluster's name and references
+		// (its CLA), and Compile checks the gRPC set's references.
+		got[s.grpcCluster] = checkCluster(p, fmt.Sprintf("cluster %q (gRPC)", s.name), s.grpcCluster)
+	}
+	if m.mtls != nil {
+		// The Envoy cluster refers to the Mesh's secrets: the CA (checked
+		// by Compile) and each proxy's identity (a placeholder here).
+		set.Secrets = []*tlsv3.Secret{m.caSecret, {Name: IdentitySecretName(m.name)}}
 	}
 	checkCLA(p, fmt.Sprintf("cluster load assignment %q", s.name), s.cla)
 	got[s.cla] = &refs{}
@@ -324,8 +420,15 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 	if err := p.err(); err != nil {
 		return err
 	}
-	// References of the service's own set (route → cluster → CLA).
-	if err := validateSet(set, func(x proto.Message) (*refs, bool) { r, ok := got[x]; return r, ok }); err != nil {
+	// References of the service's own set (route → cluster → CLA,
+	// secrets); the secrets are not the service's to check.
+	if err := validateSet(set, func(x proto.Message) (*refs, bool) {
+		if _, ok := x.(*tlsv3.Secret); ok {
+			return nil, true
+		}
+		r, ok := got[x]
+		return r, ok
+	}); err != nil {
 		return err
 	}
 	for k, v := range got {
@@ -354,6 +457,9 @@ func (m *Mesh) ServiceChanged(name string) bool { return m.changed[name] }
 // protos returns the service's shared protos (nil ones left out).
 func (s *service) protos() []proto.Message {
 	out := []proto.Message{s.cluster, s.cla, s.route, s.apiListener}
+	if s.grpcCluster != s.cluster {
+		out = append(out, s.grpcCluster)
+	}
 	if s.ingressCluster != nil {
 		out = append(out, s.ingressCluster, s.ingressCLA)
 	}
@@ -363,7 +469,7 @@ func (s *service) protos() []proto.Message {
 // equal reports whether two compilations of a service built equal protos.
 func (s *service) equal(o *service) bool {
 	return s.protocol == o.protocol && s.sni == o.sni && s.hasLocal == o.hasLocal &&
-		proto.Equal(s.cluster, o.cluster) && proto.Equal(s.cla, o.cla) &&
+		proto.Equal(s.cluster, o.cluster) && proto.Equal(s.grpcCluster, o.grpcCluster) && proto.Equal(s.cla, o.cla) &&
 		proto.Equal(s.route, o.route) && proto.Equal(s.apiListener, o.apiListener) &&
 		proto.Equal(s.outbound, o.outbound) && proto.Equal(s.ingressCluster, o.ingressCluster) &&
 		proto.Equal(s.ingressCLA, o.ingressCLA) && proto.Equal(s.ingressChain, o.ingressChain)
@@ -378,8 +484,15 @@ func (m *Mesh) lookup(x proto.Message) (*refs, bool) {
 // Proxy returns the resources of dp, a Dataplane of this Mesh in this zone,
 // as a proxy of the given kind: shared protos of the Mesh plus the proxy's
 // own, validated (see Validate). An invalid Dataplane gives an error naming
-// it and its fields.
+// it and its fields. It is ProxyWith with no options, enough for a Mesh
+// without mTLS and for proxyless gRPC applications.
 func (m *Mesh) Proxy(dp *api.Resource, kind Kind) (*Resources, error) {
+	return m.ProxyWith(dp, kind, ProxyOptions{})
+}
+
+// ProxyWith is Proxy with the proxy's own inputs: an Envoy of a Mesh with
+// mTLS on needs opts.Identity.
+func (m *Mesh) ProxyWith(dp *api.Resource, kind Kind, opts ProxyOptions) (*Resources, error) {
 	if dp == nil {
 		return nil, errors.New("proxy: nil Dataplane")
 	}
@@ -396,12 +509,12 @@ func (m *Mesh) Proxy(dp *api.Resource, kind Kind) (*Resources, error) {
 	var res *Resources
 	switch kind {
 	case KindEnvoy:
-		if res, err = m.envoy(spec); err == nil {
+		if res, err = m.envoy(dp.Name, spec, opts); err == nil {
 			res.sort()
 			err = validateSet(res, m.lookup)
 		}
 	case KindGRPC:
-		res, err = m.grpcProxy(spec)
+		res, err = m.grpcProxy(dp.Name, spec)
 	default:
 		err = fmt.Errorf("unknown proxy kind %v", kind)
 	}
@@ -412,11 +525,18 @@ func (m *Mesh) Proxy(dp *api.Resource, kind Kind) (*Resources, error) {
 }
 
 // envoy builds an Envoy sidecar's (or delegated gateway's) resources.
-func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
+func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*Resources, error) {
 	if g := spec.Networking.Gateway; g != nil && g.Type == api.GatewayBuiltin {
 		return nil, errors.New("networking.gateway.type: BUILTIN gateways are not generated yet")
 	}
 	res := &Resources{}
+	if m.mtls != nil {
+		id, err := identitySecret(m.name, opts.Identity)
+		if err != nil {
+			return nil, err
+		}
+		res.Secrets = []*tlsv3.Secret{m.caSecret, id}
+	}
 	clusters := map[string]bool{}
 	for i := range spec.Networking.Inbound {
 		in := &spec.Networking.Inbound[i]
@@ -429,7 +549,7 @@ func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
 		if !isIP(wip) {
 			return nil, fmt.Errorf("%s.serviceAddress: %q must be an IP", at, wip)
 		}
-		svc, protocol := in.Tags[api.TagService], protocolOf(in.Tags)
+		protocol := protocolOf(in.Tags)
 		local := LocalClusterName(wip, in.WorkloadPort())
 		if !clusters[local] {
 			clusters[local] = true
@@ -439,22 +559,11 @@ func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
 			}
 			res.Clusters = append(res.Clusters, c)
 		}
-		name := InboundListenerName(ip, in.Port)
-		var f *listener.Filter
-		if isHTTP(protocol) {
-			h, err := hcmInline(statPrefix(name), inboundRoute(svc, local))
-			if err != nil {
-				return nil, err
-			}
-			f = networkFilter(wellknown.HTTPConnectionManager, h)
-		} else {
-			t, err := tcpProxy(statPrefix(name), local)
-			if err != nil {
-				return nil, err
-			}
-			f = networkFilter(wellknown.TCPProxy, t)
+		l, err := m.envoyInbound(InboundListenerName(ip, in.Port), name, in, ip, local)
+		if err != nil {
+			return nil, err
 		}
-		res.Listeners = append(res.Listeners, socketListener(name, ip, in.Port, core.TrafficDirection_INBOUND, f))
+		res.Listeners = append(res.Listeners, l)
 	}
 	for i := range spec.Networking.Outbound {
 		out := &spec.Networking.Outbound[i]
@@ -487,6 +596,11 @@ func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
 				if err != nil {
 					return nil, err
 				}
+				if m.mtls != nil {
+					if c.TransportSocket, err = envoyUpstreamTLS(m.name, svc, api.ProtocolTCP); err != nil {
+						return nil, err
+					}
+				}
 				res.Clusters = append(res.Clusters, c)
 				res.Endpoints = append(res.Endpoints, &endpoint.ClusterLoadAssignment{ClusterName: svc})
 			}
@@ -497,10 +611,93 @@ func (m *Mesh) envoy(spec *api.DataplaneSpec) (*Resources, error) {
 	return res, nil
 }
 
+// envoyInbound is an Envoy inbound listener named name, on ip and the
+// inbound's port, to the local cluster: plaintext with mTLS off; with
+// mTLS, TLS with the RBAC of the inbound (STRICT), or a TLS chain with
+// RBAC and a plaintext chain without, told apart by the TLS inspector
+// (PERMISSIVE).
+func (m *Mesh) envoyInbound(name string, dp string, in *api.DataplaneInbound, ip, local string) (*listener.Listener, error) {
+	svc, protocol := in.Tags[api.TagService], protocolOf(in.Tags)
+	filters := func(rules *rbac.RBAC) ([]*listener.Filter, error) {
+		if isHTTP(protocol) {
+			var hf []*hcm.HttpFilter
+			if rules != nil {
+				f, err := rbacHTTPFilter(rules)
+				if err != nil {
+					return nil, err
+				}
+				hf = append(hf, f)
+			}
+			h, err := hcmInline(statPrefix(name), inboundRoute(svc, local), hf...)
+			if err != nil {
+				return nil, err
+			}
+			return []*listener.Filter{networkFilter(wellknown.HTTPConnectionManager, h)}, nil
+		}
+		var out []*listener.Filter
+		if rules != nil {
+			f, err := rbacNetworkFilter(statPrefix(name), rules)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, f)
+		}
+		t, err := tcpProxy(statPrefix(name), local)
+		if err != nil {
+			return nil, err
+		}
+		return append(out, networkFilter(wellknown.TCPProxy, t)), nil
+	}
+	if m.mtls == nil {
+		fs, err := filters(nil)
+		if err != nil {
+			return nil, err
+		}
+		return socketListener(name, ip, in.Port, core.TrafficDirection_INBOUND, fs[0]), nil
+	}
+	fs, err := filters(inboundRBAC(m.perms, dp, in.Tags))
+	if err != nil {
+		return nil, err
+	}
+	ts, err := envoyDownstreamTLS(m.name, protocol)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener.Listener{
+		Name:             name,
+		Address:          socketAddress(ip, in.Port),
+		TrafficDirection: core.TrafficDirection_INBOUND,
+		FilterChains:     []*listener.FilterChain{{Filters: fs, TransportSocket: ts}},
+	}
+	if m.mtls.permissive() {
+		plain, err := filters(nil)
+		if err != nil {
+			return nil, err
+		}
+		tls, err := tlsInspector()
+		if err != nil {
+			return nil, err
+		}
+		l.ListenerFilters = []*listener.ListenerFilter{tls}
+		l.FilterChains[0].Name = "mtls"
+		l.FilterChains[0].FilterChainMatch = &listener.FilterChainMatch{TransportProtocol: "tls"}
+		l.FilterChains = append(l.FilterChains, &listener.FilterChain{
+			Name:             "plaintext",
+			FilterChainMatch: &listener.FilterChainMatch{TransportProtocol: "raw_buffer"},
+			Filters:          plain,
+		})
+	}
+	return l, nil
+}
+
 // grpcProxy builds a proxyless gRPC application's resources: every
 // service's client side, and a server listener per inbound (at the
 // inbound's address and port, where the application itself listens).
-func (m *Mesh) grpcProxy(spec *api.DataplaneSpec) (*Resources, error) {
+// With mTLS on, the server listeners require TLS with a client
+// certificate and carry the inbound's RBAC, in PERMISSIVE mode too: grpc-go
+// drops filter chains that match transport_protocol "tls" and does not
+// sniff, so one listener cannot accept both.
+func (m *Mesh) grpcProxy(name string, spec *api.DataplaneSpec) (*Resources, error) {
 	own := &Resources{}
 	for i := range spec.Networking.Inbound {
 		in := &spec.Networking.Inbound[i]
@@ -508,7 +705,16 @@ func (m *Mesh) grpcProxy(spec *api.DataplaneSpec) (*Resources, error) {
 		if !isIP(ip) {
 			return nil, fmt.Errorf("networking.inbound[%d]: address %q must be an IP: the gRPC server listener is named after it", i, ip)
 		}
-		l, err := grpcServerListener(ip, in.Port)
+		var ts *core.TransportSocket
+		var rules *rbac.RBAC
+		if m.mtls != nil {
+			var err error
+			if ts, err = grpcDownstreamTLS(); err != nil {
+				return nil, err
+			}
+			rules = inboundRBAC(m.perms, name, in.Tags)
+		}
+		l, err := grpcServerListener(ip, in.Port, ts, rules)
 		if err != nil {
 			return nil, err
 		}

@@ -89,6 +89,61 @@ type MeshView struct {
 	// ZoneIngresses are every ZoneIngress the zone knows (all zones, all
 	// meshes: availableServices say which Mesh each service belongs to).
 	ZoneIngresses []*api.Resource
+	// MTLS is the Mesh's mutual TLS; nil means mTLS is off (see MTLSOf).
+	// With mTLS off nothing below is generated: no TLS, no secrets, no
+	// RBAC (every source is allowed).
+	MTLS *MTLS
+	// TrafficPermissions are the Mesh's MeshTrafficPermissions (Spec
+	// *api.MeshTrafficPermissionSpec). They are enforced (as RBAC on
+	// inbounds) only with mTLS on, where the source's identity is known.
+	TrafficPermissions []*api.Resource
+}
+
+// MTLS is what generation needs of a Mesh's mutual TLS. Certificates
+// themselves are made elsewhere (ca/, zone/); generation only places the
+// trust bundle's bytes into the Mesh's Envoy CA secret.
+type MTLS struct {
+	// Mode is api.MTLSModeStrict (the default when empty) or
+	// api.MTLSModePermissive (Envoy inbounds also accept plaintext).
+	Mode string
+	// TrustBundlePEM is the PEM of the CA certificates a proxy of the Mesh
+	// trusts (the Mesh's root, and the previous one during a rotation).
+	// Required: it is served to Envoys as the secret MeshCASecretName.
+	TrustBundlePEM []byte
+}
+
+// MTLSOf returns the MTLS of a Mesh spec: nil when it has no enabled mTLS
+// backend, else the enabled backend's mode with trustBundle.
+func MTLSOf(spec *api.MeshSpec, trustBundle []byte) *MTLS {
+	if spec == nil {
+		return nil
+	}
+	b := spec.MTLSBackend()
+	if b == nil {
+		return nil
+	}
+	return &MTLS{Mode: b.Mode, TrustBundlePEM: trustBundle}
+}
+
+// permissive reports whether mode is PERMISSIVE (mode is checked by Compile).
+func (t *MTLS) permissive() bool { return t != nil && t.Mode == api.MTLSModePermissive }
+
+// ProxyOptions are a proxy's own inputs besides its Dataplane.
+type ProxyOptions struct {
+	// Identity is the proxy's certificate. Required for an Envoy proxy of a
+	// Mesh with mTLS on (it becomes the proxy's IdentitySecretName secret);
+	// ignored otherwise (a proxyless gRPC application reads its certificate
+	// from files, through the bootstrap's GRPCCertProvider).
+	Identity *Identity
+}
+
+// Identity is a proxy's certificate chain (leaf first) and private key, in
+// PEM. The certificate carries the URI SANs the Mesh's RBAC matches: the
+// SPIFFE ID SPIFFEID(mesh, service) of each of the proxy's services and
+// KumaTagURI(tag, value) for each of its inbound tags.
+type Identity struct {
+	CertChainPEM []byte
+	KeyPEM       []byte
 }
 
 // network returns the effective network of zone z.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/meshfed/meshfed/api"
@@ -68,3 +69,41 @@ func ServiceSNI(service, mesh string) string {
 	}
 	return label + "-" + h + "." + mesh + ".mesh"
 }
+
+// Names of the mTLS material (see the package doc, "mTLS").
+const (
+	meshCAPrefix   = "mesh_ca:"
+	identityPrefix = "identity_cert:"
+
+	// GRPCCertProvider is the certificate provider instance a proxyless
+	// gRPC application's TLS contexts name, for its identity and for the
+	// Mesh's trust bundle: the gRPC bootstrap's certificate_providers map
+	// must define it (a file_watcher over the files the zone's agent
+	// writes).
+	GRPCCertProvider = "meshfed"
+	// GRPCCertName is the certificate_name passed to GRPCCertProvider
+	// (file_watcher ignores it).
+	GRPCCertName = "default"
+)
+
+// MeshCASecretName is the name of the SDS secret holding mesh's trust
+// bundle (a validation context), shared by every Envoy of the Mesh.
+func MeshCASecretName(mesh string) string { return meshCAPrefix + mesh }
+
+// IdentitySecretName is the name of the SDS secret holding an Envoy's own
+// certificate and key. The name is the same for every proxy of mesh, only
+// the content differs per proxy: SDS resources are served per node, and the
+// Mesh's clusters, which refer to the secret, stay shared.
+func IdentitySecretName(mesh string) string { return identityPrefix + mesh }
+
+// SPIFFEID is the identity (URI SAN) of service's proxies in mesh:
+// "spiffe://<mesh>/<service>", the service path-escaped, as ca.SPIFFEID
+// writes it into certificates.
+func SPIFFEID(mesh, service string) string { return "spiffe://" + mesh + "/" + url.PathEscape(service) }
+
+// KumaTagURI is the URI SAN that says a proxy carries the tag name=value,
+// as in Kuma: "kuma://<name>/<value>", the value path-escaped, as
+// ca.TagURI writes it. MeshTrafficPermission sources selected by tags are
+// matched on these; certificates carry no URI for kuma.io/service (the
+// SPIFFE ID says it), so a kuma.io/service tag is matched on the SPIFFE ID.
+func KumaTagURI(name, value string) string { return "kuma://" + name + "/" + url.PathEscape(value) }

@@ -13,6 +13,8 @@ import (
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -34,6 +36,7 @@ type refs struct {
 	routes   []string // RDS route configuration names
 	clusters []string // clusters (tcp_proxy, route actions)
 	cla      string   // EDS clusters: the CLA name
+	secrets  []string // SDS secrets of TLS transport sockets
 }
 
 // checked holds resources already deep-checked (by Compile), with their
@@ -65,11 +68,13 @@ func validateSet(r *Resources, done lookup) error {
 		kRoute
 		kCluster
 		kCLA
+		kSecret
 	)
-	kinds := [...]string{"listener", "route configuration", "cluster", "cluster load assignment"}
-	names := [4]map[string]bool{
+	kinds := [...]string{"listener", "route configuration", "cluster", "cluster load assignment", "secret"}
+	names := [5]map[string]bool{
 		make(map[string]bool, len(r.Listeners)), make(map[string]bool, len(r.Routes)),
 		make(map[string]bool, len(r.Clusters)), make(map[string]bool, len(r.Endpoints)),
+		make(map[string]bool, len(r.Secrets)),
 	}
 	describe := func(kind int, name string) string { return fmt.Sprintf("%s %q", kinds[kind], name) }
 	type ref struct {
@@ -103,6 +108,9 @@ func validateSet(r *Resources, done lookup) error {
 	for _, cla := range r.Endpoints {
 		add(kCLA, cla.GetClusterName(), cla, func(what string) *refs { checkCLA(p, what, cla); return nil })
 	}
+	for _, sc := range r.Secrets {
+		add(kSecret, sc.GetName(), sc, func(what string) *refs { checkSecret(p, what, sc); return nil })
+	}
 	for _, u := range uses {
 		for _, n := range u.rf.routes {
 			if !names[kRoute][n] {
@@ -112,6 +120,11 @@ func validateSet(r *Resources, done lookup) error {
 		for _, n := range u.rf.clusters {
 			if !names[kCluster][n] {
 				p.add(describe(u.fromKind, u.from), "refers to cluster %q, which is not in the set", n)
+			}
+		}
+		for _, n := range u.rf.secrets {
+			if !names[kSecret][n] {
+				p.add(describe(u.fromKind, u.from), "refers to SDS secret %q, which is not in the set", n)
 			}
 		}
 		if n := u.rf.cla; n != "" && !names[kCLA][n] {
@@ -184,7 +197,7 @@ func checkFilterChain(p *problems, what string, fc *listener.FilterChain, rf *re
 		p.add(what, "filters: must not be empty")
 	}
 	if ts := fc.GetTransportSocket(); ts != nil {
-		unpack(p, what+": transport_socket", ts.GetTypedConfig())
+		checkTransportSocket(p, what+": transport_socket", ts, rf)
 	}
 	for i, f := range fc.GetFilters() {
 		at := fmt.Sprintf("%s.filters[%d] (%s)", what, i, f.GetName())
@@ -282,7 +295,7 @@ func checkCluster(p *problems, what string, c *cluster.Cluster) *refs {
 		unpack(p, fmt.Sprintf("%s: typed_extension_protocol_options[%q]", what, k), c.GetTypedExtensionProtocolOptions()[k])
 	}
 	if ts := c.GetTransportSocket(); ts != nil {
-		unpack(p, what+": transport_socket", ts.GetTypedConfig())
+		checkTransportSocket(p, what+": transport_socket", ts, rf)
 	}
 	if c.GetType() == cluster.Cluster_EDS {
 		eds := c.GetEdsClusterConfig()
@@ -332,4 +345,56 @@ func checkCLA(p *problems, what string, cla *endpoint.ClusterLoadAssignment) {
 
 func adsOrSelf(cs *core.ConfigSource) bool {
 	return cs.GetAds() != nil || cs.GetSelf() != nil
+}
+
+// checkTransportSocket checks a TLS transport socket (the name grpc-go
+// requires, the context unpacked and validated) and collects the SDS
+// secrets it refers to, whose config sources must be ADS.
+func checkTransportSocket(p *problems, what string, ts *core.TransportSocket, rf *refs) {
+	if ts.GetName() != wellknown.TransportSocketTLS {
+		p.add(what, "name: must be %s, not %q", wellknown.TransportSocketTLS, ts.GetName())
+	}
+	var common *tlsv3.CommonTlsContext
+	switch m := unpack(p, what, ts.GetTypedConfig()).(type) {
+	case *tlsv3.UpstreamTlsContext:
+		common = m.GetCommonTlsContext()
+	case *tlsv3.DownstreamTlsContext:
+		common = m.GetCommonTlsContext()
+	case nil:
+		return
+	default:
+		p.add(what, "typed_config: %T is not generated nor checked", m)
+		return
+	}
+	sds := append([]*tlsv3.SdsSecretConfig{}, common.GetTlsCertificateSdsSecretConfigs()...)
+	if v := common.GetValidationContextSdsSecretConfig(); v != nil {
+		sds = append(sds, v)
+	}
+	if v := common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); v != nil {
+		sds = append(sds, v)
+	}
+	for _, s := range sds {
+		if !adsOrSelf(s.GetSdsConfig()) {
+			p.add(what, "SDS secret %q: sds_config must be ads or self", s.GetName())
+		}
+		rf.secrets = append(rf.secrets, s.GetName())
+	}
+}
+
+// checkSecret checks an SDS secret: ValidateAll, and a certificate and key
+// or a trusted CA present.
+func checkSecret(p *problems, what string, s *tlsv3.Secret) {
+	validateAll(p, what, s)
+	switch t := s.GetType().(type) {
+	case *tlsv3.Secret_TlsCertificate:
+		if len(t.TlsCertificate.GetCertificateChain().GetInlineBytes()) == 0 || len(t.TlsCertificate.GetPrivateKey().GetInlineBytes()) == 0 {
+			p.add(what, "tls_certificate: certificate_chain and private_key must be inline bytes")
+		}
+	case *tlsv3.Secret_ValidationContext:
+		if len(t.ValidationContext.GetTrustedCa().GetInlineBytes()) == 0 {
+			p.add(what, "validation_context.trusted_ca: must be inline bytes")
+		}
+	default:
+		p.add(what, "type: must be tls_certificate or validation_context, not %T", t)
+	}
 }

@@ -169,7 +169,7 @@ func TestGeneratedValidate(t *testing.T) {
 		if err := Validate(r); err != nil {
 			t.Error(err)
 		}
-		if got := len(r.ByType()); got != 4 {
+		if got := len(r.ByType()); got != 5 { // listeners, routes, clusters, endpoints, secrets
 			t.Errorf("ByType has %d types", got)
 		}
 	}
