@@ -59,6 +59,11 @@ type Config struct {
 	// SyncCertFile and SyncKeyFile replace the serving certificate issued
 	// from the replicated sync CA.
 	SyncCertFile, SyncKeyFile string
+	// ZoneCAValidity is the lifetime of the intermediate CAs global signs
+	// for zones; it bounds how long a zone cut off from global can keep
+	// issuing dataplane certificates (it renews at half of it). Default
+	// ca.DefaultIntermediateValidity (90 days).
+	ZoneCAValidity time.Duration
 	// SyncHeartbeatInterval is the sync streams' heartbeat; default 5s.
 	SyncHeartbeatInterval time.Duration
 	// InsightFlushInterval bounds how often a zone's acknowledgements are

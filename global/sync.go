@@ -54,7 +54,7 @@ func (s *Server) serveSync(ctx context.Context) error {
 	}
 	srv, err := syncserver.New(syncserver.Config{
 		NodeID: s.cfg.NodeID, Feed: stateFeed{st: st}, Authenticator: s,
-		Reports: zoneReports{s: s}, Insights: s.insights, Admit: s.admitZone,
+		Reports: zoneReports{s: s}, Insights: s.insights, Admit: s.admitZone, Signer: s,
 		HeartbeatInterval: s.cfg.SyncHeartbeatInterval,
 	}, s.logger.With("component", "sync"))
 	if err != nil {

@@ -44,10 +44,15 @@ type apiStore struct {
 
 // Delete implements rest.Store.
 func (a apiStore) Delete(ctx context.Context, key api.Key, opts rest.WriteOptions) error {
-	if key.Type != api.TypeZone {
-		return a.Node.Delete(ctx, key, opts)
+	switch key.Type {
+	case api.TypeZone:
+		return a.s.deleteZone(ctx, key.Name, opts)
+	case api.TypeSecret:
+		if err := secretInUse(a.s.store.State(), key); err != nil {
+			return err
+		}
 	}
-	return a.s.deleteZone(ctx, key.Name, opts)
+	return a.Node.Delete(ctx, key, opts)
 }
 
 // deleteZone deletes an offline zone and what it reported.

@@ -137,6 +137,7 @@ func newGlobalCmd() *cobra.Command {
 	f.DurationVar(&cfg.DeadServerThreshold, "autopilot-dead-threshold", 30*time.Second, "remove a server from Raft after it has been dead in gossip this long")
 	f.IntVar(&cfg.MinQuorum, "autopilot-min-quorum", 3, "never remove dead voters below this many")
 	f.BoolVar(&cfg.SkipDefaultMesh, "skip-default-mesh", false, "do not create the default Mesh when the store is first bootstrapped")
+	f.DurationVar(&cfg.ZoneCAValidity, "zone-ca-validity", 90*24*time.Hour, "lifetime of the intermediate CAs global signs for zones: how long a zone cut off from global can keep issuing dataplane certificates (renewed at half of it)")
 	f.IntVar(&cfg.TimingMultiplier, "raft-timing-multiplier", 1, "scale Raft and gossip timeouts (1 = tuned for a LAN; raise on slow or loaded machines)")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted API request body")
 	return cmd

@@ -69,6 +69,9 @@ type PutCommand struct {
 	// Now is the proposer's clock, used for creation and modification times
 	// so that every replica stores the same ones.
 	Now time.Time `json:"now"`
+	// MustCreate fails the write with a conflict when the resource exists
+	// (create-only, as for a generated root CA).
+	MustCreate bool `json:"mustCreate,omitempty"`
 }
 
 // DeleteCommand deletes one resource (a Mesh with everything it owns).
@@ -206,6 +209,9 @@ func applyPut(s *State, index uint64, body json.RawMessage) ApplyResult {
 		}
 	}
 	old := s.resource(r.Key())
+	if c.MustCreate && old != nil {
+		return ApplyResult{Err: &api.ConflictError{Reason: fmt.Sprintf("%s exists already", r.Key())}}
+	}
 	if c.ExpectRevision != 0 {
 		switch {
 		case old == nil:
