@@ -514,7 +514,17 @@ func (m *Mesh) ProxyWith(dp *api.Resource, kind Kind, opts ProxyOptions) (*Resou
 			err = validateSet(res, m.lookup)
 		}
 	case KindGRPC:
-		res, err = m.grpcProxy(dp.Name, spec)
+		if res, err = m.grpcProxy(dp.Name, spec); err == nil && m.mtls != nil && opts.Identity != nil {
+			// Not for grpc-go (it reads certificate files): for the
+			// proxy's agent, which fetches them over SDS and writes them.
+			var id *tlsv3.Secret
+			if id, err = identitySecret(m.name, opts.Identity); err == nil {
+				own := &Resources{Secrets: []*tlsv3.Secret{m.caSecret, id}}
+				if err = validateSet(own, m.lookup); err == nil {
+					res.Secrets = own.Secrets
+				}
+			}
+		}
 	default:
 		err = fmt.Errorf("unknown proxy kind %v", kind)
 	}

@@ -131,9 +131,11 @@ func (t *MTLS) permissive() bool { return t != nil && t.Mode == api.MTLSModePerm
 // ProxyOptions are a proxy's own inputs besides its Dataplane.
 type ProxyOptions struct {
 	// Identity is the proxy's certificate. Required for an Envoy proxy of a
-	// Mesh with mTLS on (it becomes the proxy's IdentitySecretName secret);
-	// ignored otherwise (a proxyless gRPC application reads its certificate
-	// from files, through the bootstrap's GRPCCertProvider).
+	// Mesh with mTLS on (it becomes the proxy's IdentitySecretName secret).
+	// A proxyless gRPC application reads its certificate from files, through
+	// the bootstrap's GRPCCertProvider; given an Identity, its resources
+	// carry the same two secrets for the agent that writes those files
+	// (meshd dp grpc-agent, over SDS). Ignored without mTLS.
 	Identity *Identity
 }
 

@@ -269,3 +269,20 @@ func TestMTLSOf(t *testing.T) {
 		t.Error("MTLSOf(nil) != nil")
 	}
 }
+
+// TestGRPCIdentitySecrets: a proxyless gRPC proxy given an identity carries
+// the two secrets its agent fetches over SDS; without one, none.
+func TestGRPCIdentitySecrets(t *testing.T) {
+	m := mustCompile(t, meshAMTLS(api.MTLSModeStrict, allowAll("a")))
+	res, err := m.ProxyWith(checkoutA, KindGRPC, optsOf(checkoutA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Secrets) != 2 || res.Secrets[0].GetName() != MeshCASecretName("a") || res.Secrets[1].GetName() != IdentitySecretName("a") {
+		t.Fatalf("secrets %v", res.Secrets)
+	}
+	bare, err := m.Proxy(checkoutA, KindGRPC)
+	if err != nil || len(bare.Secrets) != 0 {
+		t.Fatalf("without an identity: %v, %v", bare.Secrets, err)
+	}
+}
