@@ -30,6 +30,8 @@ const (
 	ReplicaFile = "replica.db"
 	// InventoryFile holds the zone's own resources and its report outbox.
 	InventoryFile = "inventory.db"
+	// CADir holds the zone's intermediate CAs, one file per mTLS Mesh.
+	CADir = "ca"
 )
 
 // Config configures one zone control-plane replica.

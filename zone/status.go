@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshfed/meshfed/zone/certs"
 	"github.com/meshfed/meshfed/zone/inventory"
 	"github.com/meshfed/meshfed/zone/peers"
 )
@@ -28,6 +29,8 @@ type Status struct {
 	Peers *peers.Status `json:"peers,omitempty"`
 	// XDS is the zone's xDS server.
 	XDS XDSStatus `json:"xds"`
+	// CA lists the zone's intermediate CAs (Meshes with mTLS on).
+	CA []certs.MeshStatus `json:"ca"`
 }
 
 // XDSStatus is the zone's xDS server.
@@ -93,7 +96,12 @@ func (s *Server) status(p *parts) Status {
 		st := p.peers.Status()
 		ps = &st
 	}
+	caStatus := p.certs.Status()
+	if caStatus == nil {
+		caStatus = []certs.MeshStatus{}
+	}
 	return Status{
+		CA:        caStatus,
 		XDS:       XDSStatus{Address: p.xdsAddr.String(), ConnectedProxies: p.proxies.Connected()},
 		Peers:     ps,
 		Zone:      s.cfg.Zone,

@@ -30,6 +30,7 @@ import (
 	"github.com/meshfed/meshfed/ca"
 	"github.com/meshfed/meshfed/xds/bootstrap"
 	xdsserver "github.com/meshfed/meshfed/xds/server"
+	"github.com/meshfed/meshfed/zone/certs"
 	"github.com/meshfed/meshfed/zone/inventory"
 	"github.com/meshfed/meshfed/zone/peers"
 	"github.com/meshfed/meshfed/zone/proxies"
@@ -61,6 +62,8 @@ type parts struct {
 	client *syncclient.Client
 	peers  *peers.Peers // nil: a zone of one replica
 	view   *view
+	// certs is the zone's intermediate CA per mTLS Mesh.
+	certs *certs.Manager
 	// proxies registers the proxies and generates their xDS, which xds
 	// serves on xdsAddr.
 	proxies *proxies.Proxies
@@ -206,8 +209,13 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		}
 	}
 	metricsRegistry := prometheus.NewRegistry()
+	p.certs, err = certs.New(certs.Config{Zone: s.cfg.Zone, Dir: filepath.Join(s.cfg.DataDir, CADir), Meshes: p.view, Signer: client},
+		s.logger.With("component", "ca"))
+	if err != nil {
+		return err
+	}
 	p.proxies, err = proxies.New(proxies.Config{
-		Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID, State: p.view, Inventory: inv,
+		Zone: s.cfg.Zone, ReplicaID: s.cfg.ReplicaID, State: p.view, Inventory: inv, Certs: p.certs,
 		GracePeriod: s.cfg.DataplaneGracePeriod, ReplicaAlive: p.replicaAlive, Metrics: metricsRegistry,
 	}, s.logger.With("component", "proxies"))
 	if err != nil {
@@ -247,6 +255,8 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	go func() { defer wg.Done(); s.pruneTombstones(ctx, inv) }()
 	go func() { defer wg.Done(); p.view.follow(ctx.Done()) }()
 	go func() { defer wg.Done(); _ = p.proxies.Run(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = p.certs.Run(ctx) }()
 	xdsDone := make(chan error, 1)
 	wg.Add(1)
 	go func() { defer wg.Done(); xdsDone <- p.xds.Serve(ctx, xdsLn) }()

@@ -3,7 +3,9 @@ package proxies
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -12,7 +14,9 @@ import (
 	"time"
 
 	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/ca"
 	"github.com/meshfed/meshfed/xds/generate"
+	"github.com/meshfed/meshfed/zone/certs"
 	"github.com/meshfed/meshfed/zone/inventory"
 )
 
@@ -21,6 +25,10 @@ type compiled struct {
 	fp       uint64
 	mesh     *generate.Mesh
 	problems string // the problems last logged, to log only new ones
+	// auth is the zone's CA of the Mesh (nil without mTLS); validity the
+	// dataplane certificates' lifetime.
+	auth     *certs.Authority
+	validity time.Duration
 }
 
 // generator runs the passes; only Run's goroutine calls it.
@@ -41,16 +49,18 @@ type work struct {
 
 // pass recompiles the Meshes whose inputs changed and regenerates the
 // proxies affected, then brings the zone's ZoneIngresses up to date.
-func (g *generator) pass() {
+// It returns when the next certificate renewal is due (zero: none).
+func (g *generator) pass() time.Time {
 	start := time.Now()
 	changed := g.compile()
-	regenerated := g.regenerate(changed)
+	regenerated, renew := g.regenerate(changed)
 	g.updateIngresses()
 	if len(changed) > 0 || regenerated > 0 {
 		took := time.Since(start)
 		g.p.metrics.passSeconds.Observe(took.Seconds())
 		g.p.logger.Debug("xds pass", "meshes_compiled", len(changed), "proxies_generated", regenerated, "took", took.String())
 	}
+	return renew
 }
 
 // compile recompiles every Mesh whose inputs changed and returns them.
@@ -74,29 +84,55 @@ func (g *generator) compile() map[string]*generate.Mesh {
 	for _, m := range st.List(api.TypeMesh, "") {
 		live[m.Name] = true
 		dps := st.List(api.TypeDataplane, m.Name)
+		mtps := st.List(api.TypeMeshTrafficPermission, m.Name)
+		spec := m.Spec.(*api.MeshSpec)
+		var auth *certs.Authority
+		if spec.MTLSEnabled() {
+			if g.p.cfg.Certs != nil {
+				auth = g.p.cfg.Certs.Authority(m.Name)
+			}
+			if auth == nil {
+				// No certificates yet: its proxies wait (keeping what they
+				// have) until the zone's intermediate arrives.
+				continue
+			}
+		}
 		h := fnv.New64a()
 		_ = binary.Write(h, binary.LittleEndian, sharedFP)
 		hashResource(h, m)
-		for _, dp := range dps {
-			hashResource(h, dp)
+		for _, r := range dps {
+			hashResource(h, r)
+		}
+		for _, r := range mtps {
+			hashResource(h, r)
+		}
+		if auth != nil {
+			_, _ = h.Write(auth.TrustBundle)
 		}
 		fp := h.Sum64()
 		prev := g.meshes[m.Name]
 		if prev != nil && prev.fp == fp {
+			// The same inputs; the zone's intermediate may have been renewed
+			// (same roots): new leaves come from the new one.
+			prev.auth, prev.validity = auth, dpCertValidity(spec)
 			continue
 		}
 		var prevMesh *generate.Mesh
 		if prev != nil {
 			prevMesh = prev.mesh
 		}
-		view := &generate.MeshView{Mesh: m, LocalZone: g.p.cfg.Zone, Zones: zones, Dataplanes: dps, ZoneIngresses: ingresses}
+		view := &generate.MeshView{Mesh: m, LocalZone: g.p.cfg.Zone, Zones: zones, Dataplanes: dps, ZoneIngresses: ingresses,
+			TrafficPermissions: mtps}
+		if auth != nil {
+			view.MTLS = generate.MTLSOf(spec, auth.TrustBundle)
+		}
 		cm, err := generate.CompileFrom(view, prevMesh)
 		if err != nil {
 			g.p.metrics.errors.Inc()
 			g.p.logger.Error("compiling a Mesh's xDS failed; its proxies keep their resources", "mesh", m.Name, "err", err)
 			continue
 		}
-		c := &compiled{fp: fp, mesh: cm}
+		c := &compiled{fp: fp, mesh: cm, auth: auth, validity: dpCertValidity(spec)}
 		var lines []string
 		for _, e := range cm.Problems() {
 			lines = append(lines, e.Error())
@@ -131,7 +167,7 @@ func hashResource(h interface{ Write([]byte) (int, error) }, r *api.Resource) {
 
 // regenerate gives new resources to every proxy that needs them and
 // returns how many it served.
-func (g *generator) regenerate(changed map[string]*generate.Mesh) int {
+func (g *generator) regenerate(changed map[string]*generate.Mesh) (int, time.Time) {
 	reg := g.p.reg
 	reg.mu.Lock()
 	todo := make([]work, 0, len(reg.nodes))
@@ -161,7 +197,62 @@ func (g *generator) regenerate(changed map[string]*generate.Mesh) int {
 	}
 	close(next)
 	wg.Wait()
-	return int(served.Load())
+	var renew time.Time
+	for _, w := range todo {
+		if r := w.nd.renewAt; !r.IsZero() && (renew.IsZero() || r.Before(renew)) {
+			renew = r
+		}
+	}
+	return int(served.Load()), renew
+}
+
+// dpCertValidity is the lifetime of a Mesh's dataplane certificates.
+func dpCertValidity(spec *api.MeshSpec) time.Duration {
+	if b := spec.MTLSBackend(); b != nil && b.DPCert != nil && b.DPCert.Rotation != nil && b.DPCert.Rotation.Expiration != nil {
+		return b.DPCert.Rotation.Expiration.Duration
+	}
+	return api.DefaultDPCertExpiration
+}
+
+// identity returns the proxy's certificate in a Mesh with mTLS on, issuing
+// a new one when it has none, its CA changed, its Dataplane's identity
+// changed or its renewal time passed. renewed reports a new one.
+func (g *generator) identity(nd *node, dp *api.Resource, c *compiled) (id *generate.Identity, renewed bool, err error) {
+	if c.auth == nil {
+		nd.identity, nd.identityAuth, nd.identityOf, nd.renewAt = nil, nil, "", time.Time{}
+		return nil, false, nil
+	}
+	service, tags := identityTags(dp)
+	now := time.Now()
+	if nd.identity != nil && nd.identityAuth == c.auth && nd.identityOf == service && now.Before(nd.renewAt) {
+		return nd.identity, false, nil
+	}
+	leaf, err := c.auth.Issuer.IssueLeaf(ca.LeafOptions{Mesh: dp.Mesh, Service: service, Tags: tags, Validity: c.validity})
+	if err != nil {
+		return nil, false, fmt.Errorf("issuing its certificate: %w", err)
+	}
+	g.p.metrics.certsIssued.Inc()
+	nd.identity = &generate.Identity{CertChainPEM: leaf.CertChainPEM, KeyPEM: leaf.KeyPEM}
+	nd.identityAuth, nd.identityOf = c.auth, service
+	nd.renewAt = ca.RenewAt(certs.Issued(leaf.NotBefore, leaf.NotAfter), leaf.NotAfter, ca.DefaultRenewFraction, ca.DefaultRenewJitter, rand.Float64)
+	return nd.identity, true, nil
+}
+
+// identityTags returns the service and tags a proxy's certificate names:
+// its first inbound's (or its gateway's).
+func identityTags(dp *api.Resource) (string, map[string]string) {
+	spec, ok := dp.Spec.(*api.DataplaneSpec)
+	if !ok {
+		return "", nil
+	}
+	var tags map[string]string
+	switch {
+	case spec.Networking.Gateway != nil:
+		tags = spec.Networking.Gateway.Tags
+	case len(spec.Networking.Inbound) > 0:
+		tags = spec.Networking.Inbound[0].Tags
+	}
+	return tags[api.TagService], tags
 }
 
 // serve regenerates one proxy if it needs it and reports whether it did.
@@ -184,10 +275,16 @@ func (g *generator) serve(w work, changed map[string]*generate.Mesh) bool {
 		}
 		return false
 	}
-	if !w.fresh(reg) && dp == nd.generated && !affected(nd, changed[nd.key.Mesh]) {
+	id, renewed, err := g.identity(nd, dp, c)
+	if err != nil {
+		g.p.metrics.errors.Inc()
+		g.p.logger.Error("a proxy's certificate failed; it keeps its last resources", "dataplane", nd.id, "err", err)
 		return false
 	}
-	res, err := c.mesh.Proxy(dp, generate.KindOf(dp))
+	if !renewed && !w.fresh(reg) && dp == nd.generated && !affected(nd, changed[nd.key.Mesh]) {
+		return false
+	}
+	res, err := c.mesh.ProxyWith(dp, generate.KindOf(dp), generate.ProxyOptions{Identity: id})
 	if err != nil {
 		if nd.failed != dp {
 			nd.failed = dp
@@ -227,6 +324,9 @@ func (w work) fresh(reg *registry) bool {
 func affected(nd *node, m *generate.Mesh) bool {
 	if m == nil {
 		return false
+	}
+	if m.MeshWideChanged() {
+		return true
 	}
 	if nd.all {
 		return len(m.ChangedServices()) > 0

@@ -10,12 +10,14 @@ import "github.com/prometheus/client_golang/prometheus"
 //	meshfed_zone_xds_generation_errors_total    counter: Meshes or proxies that failed to generate
 //	meshfed_zone_xds_registrations_refused_total counter: proxies refused at Connect
 //	meshfed_zone_xds_dataplanes_removed_total   counter: self-registered Dataplanes removed after the grace period
+//	meshfed_zone_ca_certificates_issued_total   counter: dataplane certificates issued (first and renewals)
 type metrics struct {
 	passSeconds prometheus.Histogram
 	generated   prometheus.Counter
 	errors      prometheus.Counter
 	refused     prometheus.Counter
 	removed     prometheus.Counter
+	certsIssued prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,13 +39,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshfed_zone_xds_registrations_refused_total",
 			Help: "Proxy streams refused at registration (invalid or unknown Dataplane, unknown Mesh).",
 		}),
+		certsIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshfed_zone_ca_certificates_issued_total",
+			Help: "Dataplane certificates the zone issued (first ones and renewals).",
+		}),
 		removed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshfed_zone_xds_dataplanes_removed_total",
 			Help: "Self-registered Dataplanes removed after their proxy was gone for the grace period.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.passSeconds, m.generated, m.errors, m.refused, m.removed} {
+		for _, c := range []prometheus.Collector{m.passSeconds, m.generated, m.errors, m.refused, m.removed, m.certsIssued} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

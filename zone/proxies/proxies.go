@@ -54,6 +54,7 @@ import (
 
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/xds/server"
+	"github.com/meshfed/meshfed/zone/certs"
 	"github.com/meshfed/meshfed/zone/inventory"
 )
 
@@ -91,6 +92,14 @@ type Inventory interface {
 	Delete(key api.Key, expectRevision uint64) (*api.Resource, error)
 }
 
+// Certs is the zone's certificate authority (zone/certs).
+type Certs interface {
+	// Authority returns a Mesh's issuing state, nil when there is none.
+	Authority(mesh string) *certs.Authority
+	// Changed is closed at the next change of any Authority.
+	Changed() <-chan struct{}
+}
+
 // Pusher is the xDS server's cache.
 type Pusher interface {
 	SetResources(nodeID string, res map[string][]types.Resource) (bool, error)
@@ -106,6 +115,9 @@ type Config struct {
 	Inventory Inventory
 	// Pusher may be set after New, with SetPusher, before Run.
 	Pusher Pusher
+	// Certs issues the proxies' certificates in Meshes with mTLS on; nil:
+	// such Meshes are not served.
+	Certs Certs
 	// GracePeriod is how long a self-registered Dataplane outlives its
 	// proxy's last stream; default DefaultGracePeriod.
 	GracePeriod time.Duration
@@ -208,16 +220,37 @@ func (p *Proxies) Run(ctx context.Context) error {
 	stored := make(chan struct{})
 	defer func() { <-stored }()
 	go func() { defer close(stored); p.storeLoop(ctx) }()
+	var certsChanged <-chan struct{}
 	for {
 		changed := p.cfg.State.Changed()
-		p.gen.pass()
+		if p.cfg.Certs != nil {
+			certsChanged = p.cfg.Certs.Changed()
+		}
+		renew := p.gen.pass()
+		var renewal <-chan time.Time
+		var renewTimer *time.Timer
+		if !renew.IsZero() {
+			renewTimer = time.NewTimer(max(time.Until(renew), 0))
+			renewal = renewTimer.C
+		}
+		swept := false
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-changed:
+		case <-certsChanged:
+		case <-renewal:
 		case <-p.wake:
 		case <-sweep.C:
 			p.reg.sweep(time.Now())
+			swept = true
+		}
+		if renewTimer != nil {
+			renewTimer.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if swept {
 			continue
 		}
 		// Debounce: let a burst of changes end up in one pass.

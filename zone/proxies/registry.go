@@ -11,7 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshfed/meshfed/api"
+	"github.com/meshfed/meshfed/xds/generate"
 	"github.com/meshfed/meshfed/xds/server"
+	"github.com/meshfed/meshfed/zone/certs"
 )
 
 // node is one proxy with a stream open on this replica.
@@ -33,6 +35,13 @@ type node struct {
 	// a proxyless gRPC application).
 	deps map[string]bool
 	all  bool
+	// identity is its certificate in a Mesh with mTLS on, issued by
+	// identityAuth for service identityOf, renewed at renewAt (the
+	// generator's, like generated).
+	identity     *generate.Identity
+	identityAuth *certs.Authority
+	identityOf   string
+	renewAt      time.Time
 }
 
 // registry tracks the proxies connected to this replica and registers
