@@ -76,7 +76,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newGlobalCmd(), newZoneCmd(), newDevCmd(), &cobra.Command{
+	root.AddCommand(newGlobalCmd(), newZoneCmd(), newDevCmd(), newDPCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "meshd", cli.Version) },

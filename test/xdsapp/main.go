@@ -22,7 +22,9 @@
 //	xdsapp client --target xds:///S [--interval 50ms] [--count N] [--timeout 2s]
 //	    Calls UnaryCall every interval (N times; 0 = until killed), each
 //	    bounded by timeout, and prints one JSON line per call on stdout:
-//	    {"seq":n,"time":"RFC3339Nano","server":"ID","zone":"Z","error":"..."}.
+//	    {"seq":n,"time":"RFC3339Nano","server":"ID","zone":"Z","caller":"C","error":"..."},
+//	    where caller is the client's SPIFFE id as the server saw it (its
+//	    TLS client certificate), or "plaintext".
 //	    SIGTERM or SIGINT: exit 0.
 //
 // Both use xDS credentials with an insecure fallback, so they follow the
@@ -48,9 +50,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/xds" // also registers the xds:/// resolver
 )
 
@@ -189,12 +193,26 @@ type testService struct {
 	id, zone string
 }
 
-func (s *testService) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	resp := &testgrpc.SimpleResponse{}
+func (s *testService) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	resp := &testgrpc.SimpleResponse{Username: callerOf(ctx)}
 	if req.GetFillServerId() {
 		resp.ServerId, resp.Hostname = s.id, s.zone
 	}
 	return resp, nil
+}
+
+// callerOf returns the caller's identity as the server saw it: the first
+// URI of its TLS client certificate (its SPIFFE id), or "plaintext".
+func callerOf(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return "plaintext"
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 || len(info.State.PeerCertificates[0].URIs) == 0 {
+		return "plaintext"
+	}
+	return info.State.PeerCertificates[0].URIs[0].String()
 }
 
 func (s *testService) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
@@ -257,6 +275,9 @@ type callResult struct {
 	Time   string `json:"time"`
 	Server string `json:"server"`
 	Zone   string `json:"zone"`
+	// Caller is how the server saw the client: its SPIFFE id over mTLS,
+	// "plaintext" otherwise.
+	Caller string `json:"caller"`
 	Error  string `json:"error"`
 }
 
@@ -290,7 +311,7 @@ func runClient(ctx context.Context, cfg clientConfig, stdout io.Writer, logger *
 		if ctx.Err() != nil {
 			return nil // stopped during the call: not a result
 		}
-		r := callResult{Seq: seq, Time: start.UTC().Format(time.RFC3339Nano), Server: resp.GetServerId(), Zone: resp.GetHostname()}
+		r := callResult{Seq: seq, Time: start.UTC().Format(time.RFC3339Nano), Server: resp.GetServerId(), Zone: resp.GetHostname(), Caller: resp.GetUsername()}
 		if err != nil {
 			r.Error = err.Error()
 		}
