@@ -20,6 +20,7 @@ type call struct {
 	Time   string `json:"time"`
 	Server string `json:"server"`
 	Zone   string `json:"zone"`
+	Caller string `json:"caller"`
 	Error  string `json:"error"`
 }
 
@@ -44,9 +45,10 @@ func calls(t *testing.T, p *harness.Process) []call {
 // gRPC applications (test/xdsapp) bootstrapped by `meshctl generate
 // grpc-bootstrap` against their zone.
 type trafficFed struct {
-	dir   string
-	gn    *apiNode
-	zones map[string]*harness.Zone
+	dir    string
+	global *harness.Global
+	gn     *apiNode
+	zones  map[string]*harness.Zone
 }
 
 func startTrafficFed(t *testing.T, grace time.Duration) *trafficFed {
@@ -62,7 +64,7 @@ func startTrafficFed(t *testing.T, grace time.Duration) *trafficFed {
 	}
 	gn.mustPut(t, "/meshes/default", "type: Mesh\nname: default\nrouting:\n  localityAwareLoadBalancing: true\n")
 	gn.mustPut(t, "/meshes/b", "type: Mesh\nname: b\n")
-	f := &trafficFed{dir: dir, gn: gn, zones: map[string]*harness.Zone{}}
+	f := &trafficFed{dir: dir, global: g, gn: gn, zones: map[string]*harness.Zone{}}
 	for _, z := range []string{"zone-1", "zone-2"} {
 		token := writeFile(t, z+".token", onGlobal.ok(t, "", "generate", "zone-token", "--zone", z).stdout)
 		f.zones[z] = harness.StartZone(t, bins, dir, z, harness.ZoneOptions{Globals: []*harness.Global{g}, TokenFile: token,

@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -129,7 +130,8 @@ func (a *Agent) writeBootstrap() error {
 		"certificate_file":    a.path(CertFile),
 		"private_key_file":    a.path(KeyFile),
 		"ca_certificate_file": a.path(CAFile),
-		"refresh_interval":    a.cfg.Refresh.String(),
+		// A google.protobuf.Duration in JSON: seconds with an "s".
+		"refresh_interval": strconv.FormatFloat(a.cfg.Refresh.Seconds(), 'f', -1, 64) + "s",
 	})
 	if err != nil {
 		return err
