@@ -90,8 +90,8 @@ func TestMeshCA(t *testing.T) {
 	for _, bad := range []struct {
 		zone, mesh, backend, want string
 	}{
-		{"zone-2", "secure", "ca-1", "zone"},          // the CSR names zone-1
-		{"zone-1", "secure", "ca-2", "enabled mTLS"},  // not the enabled backend
+		{"zone-2", "secure", "ca-1", "zone"},           // the CSR names zone-1
+		{"zone-1", "secure", "ca-2", "enabled mTLS"},   // not the enabled backend
 		{"zone-1", "default", "ca-1", "mTLS disabled"}, // no mTLS
 		{"zone-1", "nope", "ca-1", "does not exist"},
 	} {

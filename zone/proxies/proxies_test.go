@@ -77,7 +77,7 @@ func (s *fakeState) Changed() <-chan struct{} {
 	return out
 }
 
-func (s *fakeState) put(t *testing.T, doc string) {
+func (s *fakeState) put(t testing.TB, doc string) {
 	t.Helper()
 	r := prepared(t, doc)
 	s.mu.Lock()
