@@ -86,3 +86,29 @@ func BenchmarkProxy(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRecompileOneChange: one new endpoint of one service, then a
+// recompilation from the previous compilation (what the zone does on an
+// endpoint change).
+func BenchmarkRecompileOneChange(b *testing.B) {
+	v := benchView()
+	prev := mustCompile(b, v)
+	extra := dataplane("bench", "extra", "10.250.0.1", []api.DataplaneInbound{inbound(8080, "svc-001", "grpc")}, nil)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		next := *v
+		if i%2 == 0 {
+			next.Dataplanes = append(append([]*api.Resource(nil), v.Dataplanes...), extra)
+		}
+		i++
+		m, err := CompileFrom(&next, prev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := len(m.ChangedServices()); got != 1 {
+			b.Fatalf("%d services changed, want 1", got)
+		}
+		prev = m
+	}
+}

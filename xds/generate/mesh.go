@@ -2,6 +2,7 @@ package generate
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,7 +34,10 @@ type Mesh struct {
 	services  map[string]*service
 	problems  []error
 	done      checked
-	grpc      Resources // every service's API listener, route, cluster and CLA, sorted
+	// filters are the services' outbound filters, deep-checked once, with
+	// their references (Proxy does not unpack them again).
+	filters map[*listener.Filter]*refs
+	grpc    Resources // every service's API listener, route, cluster and CLA, sorted
 	// changed names the services whose protos differ from the previous
 	// compilation's (all of them without one), removed ones included.
 	changed map[string]bool
@@ -69,6 +73,10 @@ type service struct {
 	localEps  []ep
 	protocols map[string]bool
 	hasLocal  bool
+	// inputs is the canonical text of everything build reads (the
+	// service's endpoints and protocols, and the Mesh-wide settings): a
+	// recompilation with the same inputs reuses the service as it is.
+	inputs string
 }
 
 // Name is the Mesh's name.
@@ -117,6 +125,7 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 		localZone: view.LocalZone,
 		services:  map[string]*service{},
 		done:      checked{},
+		filters:   map[*listener.Filter]*refs{},
 		changed:   map[string]bool{},
 	}
 	if prev != nil && (prev.name != m.name || prev.localZone != m.localZone) {
@@ -228,8 +237,26 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 	}
 
 	localityAware := spec.Routing != nil && spec.Routing.LocalityAwareLoadBalancing
+	meshInputs := fmt.Sprintf("%s %s %t", m.name, m.localZone, localityAware)
+	if m.mtls != nil {
+		meshInputs += fmt.Sprintf(" mtls %s %x", m.mtls.Mode, sha256.Sum256(m.mtls.TrustBundlePEM))
+	}
 	for _, name := range sortedKeys(m.services) {
 		s := m.services[name]
+		s.inputs = s.inputText(meshInputs)
+		if old := prev.service(name); old != nil && old.inputs == s.inputs {
+			// Nothing it is built from changed: no build, no comparison.
+			m.services[name] = old
+			for _, x := range old.protos() {
+				m.done[x] = prev.done[x]
+			}
+			m.filters[old.outbound] = prev.filters[old.outbound]
+			m.grpc.Listeners = append(m.grpc.Listeners, old.apiListener)
+			m.grpc.Routes = append(m.grpc.Routes, old.route)
+			m.grpc.Clusters = append(m.grpc.Clusters, old.grpcCluster)
+			m.grpc.Endpoints = append(m.grpc.Endpoints, old.cla)
+			continue
+		}
 		if err := m.build(s, localityAware); err != nil {
 			delete(m.services, name)
 			m.problems = append(m.problems, fmt.Errorf("service %q: skipped: %w", name, err))
@@ -237,11 +264,13 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 		}
 		s.eps, s.localEps, s.protocols = nil, nil, nil
 		if old := prev.service(name); old != nil && old.equal(s) {
+			delete(m.filters, s.outbound)
 			s = old
 			m.services[name] = old
 			for _, x := range old.protos() {
 				m.done[x] = prev.done[x]
 			}
+			m.filters[old.outbound] = prev.filters[old.outbound]
 		} else {
 			m.changed[name] = true
 		}
@@ -391,7 +420,9 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 	}
 	checkCLA(p, fmt.Sprintf("cluster load assignment %q", s.name), s.cla)
 	got[s.cla] = &refs{}
-	checkFilterChain(p, "outbound filter", &listener.FilterChain{Filters: []*listener.Filter{s.outbound}}, &refs{})
+	outRefs := &refs{}
+	checkFilterChain(p, "outbound filter", &listener.FilterChain{Filters: []*listener.Filter{s.outbound}}, outRefs)
+	m.filters[s.outbound] = outRefs
 
 	if s.hasLocal {
 		s.sni = ServiceSNI(s.name, m.name)
@@ -454,6 +485,25 @@ func (m *Mesh) ChangedServices() []string { return sortedKeys(m.changed) }
 // ServiceChanged reports whether service name is among ChangedServices.
 func (m *Mesh) ServiceChanged(name string) bool { return m.changed[name] }
 
+// inputText is the canonical text of what build reads for s, after
+// meshInputs (the Mesh-wide part).
+func (s *service) inputText(meshInputs string) string {
+	var b strings.Builder
+	b.WriteString(meshInputs)
+	for _, p := range sortedKeys(s.protocols) {
+		b.WriteString(" p:")
+		b.WriteString(p)
+	}
+	fmt.Fprintf(&b, " local:%t", s.hasLocal)
+	for _, list := range [][]ep{s.eps, s.localEps} {
+		b.WriteString(" |")
+		for _, e := range list {
+			fmt.Fprintf(&b, " %s/%s/%d/%d/%t", e.zone, e.ip, e.port, e.weight, e.ingress)
+		}
+	}
+	return b.String()
+}
+
 // protos returns the service's shared protos (nil ones left out).
 func (s *service) protos() []proto.Message {
 	out := []proto.Message{s.cluster, s.cla, s.route, s.apiListener}
@@ -511,7 +561,7 @@ func (m *Mesh) ProxyWith(dp *api.Resource, kind Kind, opts ProxyOptions) (*Resou
 	case KindEnvoy:
 		if res, err = m.envoy(dp.Name, spec, opts); err == nil {
 			res.sort()
-			err = validateSet(res, m.lookup)
+			err = validateSetWith(res, m.lookup, m.filters)
 		}
 	case KindGRPC:
 		if res, err = m.grpcProxy(dp.Name, spec); err == nil && m.mtls != nil && opts.Identity != nil {

@@ -39,6 +39,16 @@ type refs struct {
 	secrets  []string // SDS secrets of TLS transport sockets
 }
 
+// add appends o's references to rf's.
+func (rf *refs) add(o *refs) {
+	rf.routes = append(rf.routes, o.routes...)
+	rf.clusters = append(rf.clusters, o.clusters...)
+	rf.secrets = append(rf.secrets, o.secrets...)
+	if o.cla != "" {
+		rf.cla = o.cla
+	}
+}
+
 // checked holds resources already deep-checked (by Compile), with their
 // references: validateSet then only checks the references.
 type checked map[proto.Message]*refs
@@ -46,8 +56,13 @@ type checked map[proto.Message]*refs
 // lookup returns the refs of a resource deep-checked before.
 type lookup func(proto.Message) (*refs, bool)
 
-// problems collects errors, each prefixed with the resource.
-type problems struct{ errs []error }
+// problems collects errors, each prefixed with the resource. filters are
+// network filters deep-checked before (a Mesh's shared outbound filters),
+// with their references: checkFilterChain does not unpack them again.
+type problems struct {
+	errs    []error
+	filters map[*listener.Filter]*refs
+}
 
 func (p *problems) add(what, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s: %s", what, fmt.Sprintf(format, args...)))
@@ -56,11 +71,15 @@ func (p *problems) add(what, format string, args ...any) {
 func (p *problems) err() error { return errors.Join(p.errs...) }
 
 // validateSet validates r, skipping the deep checks of resources in done.
-func validateSet(r *Resources, done lookup) error {
+func validateSet(r *Resources, done lookup) error { return validateSetWith(r, done, nil) }
+
+// validateSetWith is validateSet that also skips the deep checks of the
+// network filters in filters.
+func validateSetWith(r *Resources, done lookup, filters map[*listener.Filter]*refs) error {
 	if done == nil {
 		done = func(proto.Message) (*refs, bool) { return nil, false }
 	}
-	p := &problems{}
+	p := &problems{filters: filters}
 	// The names of each type; a resource's description is only formatted
 	// when it is deep-checked or wrong (a gRPC proxy has thousands).
 	const (
@@ -200,6 +219,10 @@ func checkFilterChain(p *problems, what string, fc *listener.FilterChain, rf *re
 		checkTransportSocket(p, what+": transport_socket", ts, rf)
 	}
 	for i, f := range fc.GetFilters() {
+		if known, ok := p.filters[f]; ok {
+			rf.add(known)
+			continue
+		}
 		at := fmt.Sprintf("%s.filters[%d] (%s)", what, i, f.GetName())
 		switch m := unpack(p, at, f.GetTypedConfig()).(type) {
 		case *hcm.HttpConnectionManager:
