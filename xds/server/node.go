@@ -20,7 +20,8 @@ type Node struct {
 	Mesh string
 	Name string
 	// Metadata is the node's metadata (a proxy presents its Dataplane
-	// definition there). It may be nil. Do not modify it.
+	// definition there). It may be nil. Do not modify it. Only Connect sees
+	// it: the server drops it once the stream is accepted.
 	Metadata *structpb.Struct
 	// UserAgent is the node's user_agent_name, and its version after a
 	// slash when it sent one ("envoy/1.34.1", "gRPC Go/1.85.0").

@@ -148,6 +148,12 @@ func (s *Server) admit(st *stream, n *core.Node) error {
 			"user_agent", node.UserAgent, "error", err)
 		return statusFor(err)
 	}
+	// The metadata (a Dataplane, a few KB) served its purpose: drop it from
+	// what the stream keeps, here and in go-control-plane's copy of the
+	// node (the same message), so that 10,000 streams do not hold 10,000
+	// Dataplanes. Disconnect gets the node without it.
+	node.Metadata = nil
+	n.Metadata = nil
 	st.node, st.accepted = node, true
 	s.metrics.streams.WithLabelValues(node.Kind).Inc()
 	s.logger.Debug("xds stream accepted", "dataplane", node.ID, "stream", st.id, "user_agent", node.UserAgent, "delta", st.delta)
