@@ -70,6 +70,7 @@ const (
 	TypeMeshTimeout           = "MeshTimeout"
 	TypeMeshRetry             = "MeshRetry"
 	TypeZoneInsight           = "ZoneInsight"
+	TypeDataplaneInsight      = "DataplaneInsight"
 	TypeZoneTokenRevocation   = "ZoneTokenRevocation"
 )
 
@@ -99,6 +100,8 @@ var types = []Descriptor{
 		New: func() Spec { return &MeshRetrySpec{} }},
 	{Name: TypeZoneInsight, Plural: "zone-insights", Aliases: []string{"zoneinsight", "zoneinsights", "zone-insight"}, Scope: ScopeGlobal, Owner: RoleGlobal, Inline: true, System: true,
 		New: func() Spec { return &ZoneInsightSpec{} }},
+	{Name: TypeDataplaneInsight, Plural: "dataplane-insights", Aliases: []string{"dataplaneinsight", "dataplaneinsights", "dataplane-insight"}, Scope: ScopeMesh, Owner: RoleZone, Inline: true, System: true,
+		New: func() Spec { return &DataplaneInsightSpec{} }},
 	{Name: TypeZoneTokenRevocation, Plural: "zonetokenrevocations", Aliases: []string{"zonetokenrevocation"}, Scope: ScopeGlobal, Owner: RoleGlobal, Inline: true,
 		New: func() Spec { return &ZoneTokenRevocationSpec{} }},
 }

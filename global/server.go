@@ -27,6 +27,7 @@ import (
 	"github.com/meshfed/meshfed/api/rest"
 	"github.com/meshfed/meshfed/global/membership"
 	"github.com/meshfed/meshfed/global/store"
+	"github.com/meshfed/meshfed/global/syncserver"
 )
 
 // AdminTokenFile is the name of the file, in the data dir, that holds the
@@ -205,6 +206,8 @@ type Server struct {
 	leavingMu sync.Mutex
 	leaving   map[string]time.Time
 	insights  *zoneInsights
+	// syncMetrics are the sync server's, kept across restarts of its port.
+	syncMetrics *syncserver.Metrics
 }
 
 // New builds a global node; it starts nothing (see Run).
@@ -226,11 +229,15 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval:  cfg.SnapshotInterval,
 		TrailingLogs:      cfg.TrailingLogs,
+		Metrics:           s.registry,
 	}, logger)
 	if err != nil {
 		return nil, err
 	}
 	s.store = node
+	if s.syncMetrics, err = syncserver.NewMetrics(s.registry); err != nil {
+		return nil, err
+	}
 	s.members, err = membership.New(membership.Config{
 		NodeID:            cfg.NodeID,
 		BindAddr:          cfg.GossipAddr,
@@ -267,13 +274,25 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", apiHandler)
-	mux.HandleFunc("GET /global/status", s.handleStatus)
-	mux.HandleFunc("POST /tokens/zone", s.internal(s.handleZoneToken))
-	mux.HandleFunc("POST /tokens/zone/revoke", s.internal(s.handleZoneTokenRevoke))
-	mux.HandleFunc("POST /_internal/raft/apply", s.internal(s.handleApply))
-	mux.HandleFunc("POST /_internal/raft/read-index", s.internal(s.handleReadIndex))
-	mux.HandleFunc("POST /_internal/raft/leave", s.internal(s.handleLeave))
-	mux.HandleFunc("GET /_internal/status", s.internal(s.handleLocalStatus))
+	// The routes beside the API are counted in the API's metrics too.
+	for _, rt := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"GET /global/status", s.handleStatus},
+		{"POST /tokens/zone", s.internal(s.handleZoneToken)},
+		{"POST /tokens/zone/revoke", s.internal(s.handleZoneTokenRevoke)},
+		{"POST /_internal/raft/apply", s.internal(s.handleApply)},
+		{"POST /_internal/raft/read-index", s.internal(s.handleReadIndex)},
+		{"POST /_internal/raft/leave", s.internal(s.handleLeave)},
+		{"GET /_internal/status", s.internal(s.handleLocalStatus)},
+	} {
+		h, err := rest.InstrumentHandler(s.registry, rt.pattern, rt.h)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(rt.pattern, h)
+	}
 	s.handler = s.untilIdentity(mux)
 	return s, nil
 }

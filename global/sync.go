@@ -55,7 +55,7 @@ func (s *Server) serveSync(ctx context.Context) error {
 	srv, err := syncserver.New(syncserver.Config{
 		NodeID: s.cfg.NodeID, Feed: stateFeed{st: st}, Authenticator: s,
 		Reports: zoneReports{s: s}, Insights: s.insights, Admit: s.admitZone, Signer: s,
-		HeartbeatInterval: s.cfg.SyncHeartbeatInterval,
+		HeartbeatInterval: s.cfg.SyncHeartbeatInterval, Metrics: s.syncMetrics,
 	}, s.logger.With("component", "sync"))
 	if err != nil {
 		return err

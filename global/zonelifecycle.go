@@ -97,6 +97,7 @@ func (s *Server) deleteZone(ctx context.Context, name string, opts rest.WriteOpt
 		}
 	}
 	s.insights.forget(name)
+	s.syncMetrics.Forget(name)
 	s.logger.Info("deleted an offline zone and what it reported", "zone", name, "resources", len(ops)-1)
 	if len(errs) > 0 {
 		return fmt.Errorf("zone %q deleted, but not everything it reported: %w", name, errors.Join(errs...))

@@ -34,6 +34,7 @@ func (s *Server) zoneRoutes() []rest.Route {
 		{Pattern: "GET /zones+insights", Handler: s.handleZoneOverviews},
 		{Pattern: "GET /meshes/{mesh}/{plural}/{name}/_status", Handler: s.handleResourceStatus},
 		{Pattern: "GET /meshes/{name}/_status", Handler: s.handleResourceStatus},
+		{Pattern: "GET /global-insight", Handler: s.handleGlobalInsight},
 	}
 	for _, d := range api.Types() {
 		if d.Scope == api.ScopeGlobal && d.Name != api.TypeMesh {
@@ -323,4 +324,61 @@ func rejection(ins *api.ZoneInsightSpec, key api.Key, revision uint64) *api.Zone
 		}
 	}
 	return nil
+}
+
+// GlobalInsight sums up the federation (Kuma's GlobalInsight), computed on
+// read: GET /global-insight.
+type GlobalInsight struct {
+	Type       string                  `json:"type"`
+	CreatedAt  time.Time               `json:"createdAt"`
+	Meshes     InsightCount            `json:"meshes"`
+	Zones      InsightOnlineCount      `json:"zones"`
+	Dataplanes InsightOnlineCount      `json:"dataplanes"`
+	Resources  map[string]InsightCount `json:"resources"`
+}
+
+// InsightCount is a total.
+type InsightCount struct {
+	Total int `json:"total"`
+}
+
+// InsightOnlineCount is a total and how many are online.
+type InsightOnlineCount struct {
+	Total   int `json:"total"`
+	Online  int `json:"online"`
+	Offline int `json:"offline"`
+}
+
+func (s *Server) handleGlobalInsight(w http.ResponseWriter, r *http.Request) error {
+	now := time.Now()
+	st := s.store.State()
+	gi := GlobalInsight{Type: "GlobalInsight", CreatedAt: now.UTC(), Resources: map[string]InsightCount{}}
+	for _, d := range api.Types() {
+		if n := st.Count(d.Name, ""); n > 0 {
+			gi.Resources[d.Name] = InsightCount{Total: n}
+		}
+	}
+	gi.Meshes.Total = st.Count(api.TypeMesh, "")
+	for _, z := range st.List(api.TypeZone, "") {
+		gi.Zones.Total++
+		if s.zoneState(z, now).status.Online {
+			gi.Zones.Online++
+		} else {
+			gi.Zones.Offline++
+		}
+	}
+	for _, dp := range st.List(api.TypeDataplane, "") {
+		gi.Dataplanes.Total++
+		online := false
+		if ins, ok := st.Get(api.Key{Type: api.TypeDataplaneInsight, Mesh: dp.Mesh, Name: dp.Name}); ok {
+			spec, _ := ins.Spec.(*api.DataplaneInsightSpec)
+			online = spec != nil && spec.Online()
+		}
+		if online {
+			gi.Dataplanes.Online++
+		} else {
+			gi.Dataplanes.Offline++
+		}
+	}
+	return rest.WriteValue(w, r, http.StatusOK, gi)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/meshfed/meshfed/zone/certs"
 	"github.com/meshfed/meshfed/zone/inventory"
 	"github.com/meshfed/meshfed/zone/peers"
+	"github.com/meshfed/meshfed/zone/syncclient"
 )
 
 // Status is the zone control plane's view of itself, served at
@@ -145,4 +146,82 @@ func registerMetrics(reg prometheus.Registerer, p *parts) {
 			Help: "Zone resources global refused to store (see GET /zone/status).",
 		}, func() float64 { return float64(len(p.inv.Status().Rejected)) }),
 	)
+	counter := func(name, help string, v func(syncclient.Counters) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(p.client.Counters())) })
+	}
+	reg.MustRegister(
+		counter("meshfed_zone_sync_attempts_total", "Sync streams the zone opened or tried to open (every connection attempt).",
+			func(c syncclient.Counters) uint64 { return c.Attempts }),
+		counter("meshfed_zone_sync_streams_total", "Sync streams global welcomed: the first connection and every reconnection.",
+			func(c syncclient.Counters) uint64 { return c.Welcomed }),
+		counter("meshfed_zone_sync_messages_received_total", "Sync messages received from global.",
+			func(c syncclient.Counters) uint64 { return c.MessagesReceived }),
+		counter("meshfed_zone_sync_received_bytes_total", "Protobuf bytes of the sync messages received from global.",
+			func(c syncclient.Counters) uint64 { return c.BytesReceived }),
+		counter("meshfed_zone_sync_messages_sent_total", "Sync messages sent to global.",
+			func(c syncclient.Counters) uint64 { return c.MessagesSent }),
+		counter("meshfed_zone_sync_sent_bytes_total", "Protobuf bytes of the sync messages sent to global.",
+			func(c syncclient.Counters) uint64 { return c.BytesSent }),
+		counter("meshfed_zone_sync_changes_applied_total", "Batches of global's changes applied to the replica.",
+			func(c syncclient.Counters) uint64 { return c.Changes }),
+		counter("meshfed_zone_sync_resets_total", "Full states from global installed in the replica (Resets).",
+			func(c syncclient.Counters) uint64 { return c.Resets }),
+		counter("meshfed_zone_sync_rejections_total", "Resources from global the replica refused to apply.",
+			func(c syncclient.Counters) uint64 { return c.Rejections }),
+		newCACollector(p),
+	)
+}
+
+// caCollector exposes the zone's certificates at scrape time: its
+// intermediate CAs (zone/certs) and the proxies' certificates
+// (zone/proxies). Series without a certificate behind them are absent.
+type caCollector struct {
+	p                                     *parts
+	expiry, failing, earliest, dpEarliest *prometheus.Desc
+}
+
+func newCACollector(p *parts) *caCollector {
+	return &caCollector{
+		p: p,
+		expiry: prometheus.NewDesc("meshfed_zone_ca_intermediate_expiry_timestamp_seconds",
+			"When the zone's intermediate CA of a Mesh expires (Unix time), by mesh.", []string{"mesh"}, nil),
+		failing: prometheus.NewDesc("meshfed_zone_ca_intermediate_failing",
+			"1 if the last attempt to get a Mesh's intermediate CA signed failed (see GET /zone/status), by mesh.", []string{"mesh"}, nil),
+		earliest: prometheus.NewDesc("meshfed_zone_ca_intermediate_earliest_expiry_seconds",
+			"Seconds until the earliest of the zone's intermediate CAs expires.", nil, nil),
+		dpEarliest: prometheus.NewDesc("meshfed_zone_dataplane_cert_earliest_expiry_seconds",
+			"Seconds until the earliest certificate held by a proxy connected to this replica expires.", nil, nil),
+	}
+}
+
+func (c *caCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.expiry, c.failing, c.earliest, c.dpEarliest} {
+		ch <- d
+	}
+}
+
+func (c *caCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	var earliest time.Time
+	for _, st := range c.p.certs.Status() {
+		failing := 0.0
+		if st.LastError != "" {
+			failing = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, failing, st.Mesh)
+		if st.NotAfter == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(st.NotAfter.UnixNano())/1e9, st.Mesh)
+		if earliest.IsZero() || st.NotAfter.Before(earliest) {
+			earliest = *st.NotAfter
+		}
+	}
+	if !earliest.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.earliest, prometheus.GaugeValue, earliest.Sub(now).Seconds())
+	}
+	if t, ok := c.p.proxies.EarliestCertExpiry(); ok {
+		ch <- prometheus.MustNewConstMetric(c.dpEarliest, prometheus.GaugeValue, t.Sub(now).Seconds())
+	}
 }

@@ -374,7 +374,12 @@ func (s *Server) handler(p *parts, registry *prometheus.Registry) (http.Handler,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", apiHandler)
-	mux.HandleFunc("GET /zone/status", func(w http.ResponseWriter, r *http.Request) { s.serveStatus(w, r, p) })
+	status, err := rest.InstrumentHandler(registry, "GET /zone/status",
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveStatus(w, r, p) }))
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /zone/status", status)
 	return mux, nil
 }
 

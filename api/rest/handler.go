@@ -91,6 +91,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		s.handle("PUT "+prefix+"/{name}", authedRoute, s.put)
 		s.handle("DELETE "+prefix+"/{name}", authedRoute, s.delete)
 	}
+	s.handleInsights()
 	for _, rt := range cfg.Routes {
 		if err := s.handleSafely(rt); err != nil {
 			return nil, err

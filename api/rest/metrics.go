@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,4 +73,53 @@ func metricMethod(m string) string {
 		return m
 	}
 	return "other"
+}
+
+// InstrumentHandler records h's requests in the API's metrics
+// (meshfed_api_requests_total, meshfed_api_request_duration_seconds) under
+// route pattern's path, for the handlers a role serves beside the API (its
+// status page, internal calls). pattern is h's ServeMux pattern ("GET
+// /global/status"). A nil reg returns h as it is.
+func InstrumentHandler(reg prometheus.Registerer, pattern string, h http.Handler) (http.Handler, error) {
+	m, err := newAPIMetrics(reg)
+	if err != nil || m == nil {
+		return h, err
+	}
+	route := pattern[strings.IndexByte(pattern, ' ')+1:]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() { m.observe(route, r.Method, sw.code(), time.Since(start)) }()
+		h.ServeHTTP(sw, r)
+	}), nil
+}
+
+// statusWriter remembers the status code a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshfed/meshfed/api"
 	"github.com/meshfed/meshfed/api/rest"
@@ -66,6 +67,9 @@ type Config struct {
 	// MaxTombstones bounds how many recent deletions the state remembers.
 	// Default DefaultMaxTombstones.
 	MaxTombstones int
+	// Metrics, when set, receives the store's own metrics
+	// (meshfed_raft_apply_*, see docs/metrics.md).
+	Metrics prometheus.Registerer
 }
 
 // Validate checks the configuration and fills defaults.
@@ -152,6 +156,7 @@ type Node struct {
 	hadState atomic.Bool
 	// started is closed once Raft runs.
 	started chan struct{}
+	metrics *metrics
 }
 
 var _ rest.Store = (*Node)(nil)
@@ -161,9 +166,13 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("store config: %w", err)
 	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	st := NewState()
 	st.maxTombstones = cfg.MaxTombstones
-	return &Node{cfg: cfg, logger: logger, state: st, fsm: NewFSM(st), started: make(chan struct{})}, nil
+	return &Node{cfg: cfg, logger: logger, state: st, fsm: NewFSM(st), started: make(chan struct{}), metrics: m}, nil
 }
 
 // State returns the node's FSM state (for readers: the API, the sync server).
@@ -404,14 +413,19 @@ func (n *Node) proposeEncoded(ctx context.Context, data []byte, forward bool) (A
 		}
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 		defer cancel()
+		start := time.Now()
 		res, err := n.cfg.Forwarder.Apply(ctx, leaderID, data)
+		n.metrics.observe(viaForward, start, err)
 		if err != nil {
 			return ApplyResult{}, err
 		}
 		return res, res.Err
 	}
+	start := time.Now()
 	f := r.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	n.metrics.observe(viaLeader, start, err)
+	if err != nil {
 		return ApplyResult{}, n.raftError(err)
 	}
 	res, ok := f.Response().(ApplyResult)

@@ -92,6 +92,9 @@ type Config struct {
 	// Changes moves it forward (so that a reconnect never needs a Reset
 	// because of changes it does not even receive). Default 1000.
 	KeepaliveRevisions uint64
+	// Metrics receives the server's metrics (NewMetrics); nil: unregistered
+	// ones.
+	Metrics *Metrics
 }
 
 // Validate checks the configuration and fills defaults.
@@ -117,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeepaliveRevisions == 0 {
 		c.KeepaliveRevisions = 1000
+	}
+	if c.Metrics == nil {
+		c.Metrics, _ = NewMetrics(nil) // never fails unregistered
 	}
 	return errors.Join(errs...)
 }
@@ -183,15 +189,22 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 		}
 	}()
 
+	metrics := s.cfg.Metrics
 	hello, err := s.awaitHello(ctx, recv, recvErr)
 	if err != nil {
+		if ctx.Err() == nil {
+			metrics.refusals.WithLabelValues(refusedHello).Inc()
+		}
 		return err
 	}
 	zone, err := s.cfg.Authenticator.Authenticate(hello.GetToken())
+	refusal := refusedToken
 	if err == nil && zone != hello.GetZone() {
 		err = status.Errorf(codes.PermissionDenied, "the token is for zone %q, not %q", zone, hello.GetZone())
+		refusal = refusedWrongZone
 	}
 	if err != nil {
+		metrics.refusals.WithLabelValues(refusal).Inc()
 		s.logger.Warn("refused a zone", "zone", hello.GetZone(), "replica", hello.GetReplicaId(), "err", err)
 		if _, ok := status.FromError(err); ok {
 			return err
@@ -199,16 +212,23 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 		return status.Errorf(codes.Unauthenticated, "zone %q: %v", hello.GetZone(), err)
 	}
 	if err := s.admit(zone); err != nil {
+		metrics.refusals.WithLabelValues(refusedNotAdmitted).Inc()
 		s.logger.Warn("refused a zone", "zone", zone, "replica", hello.GetReplicaId(), "err", err)
 		return err
 	}
-	sess := &session{s: s, stream: stream, zone: zone, replica: hello.GetReplicaId(),
+	zm := metrics.forZone(zone)
+	zm.received(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_Hello{Hello: hello}})
+	metrics.opened.WithLabelValues(zone).Inc()
+	zm.streams.Inc()
+	defer zm.streams.Dec()
+	sess := &session{s: s, stream: stream, zone: zone, replica: hello.GetReplicaId(), metrics: zm,
 		builder: &batch.Builder{Feed: s.cfg.Feed, Filter: s.cfg.Filter(zone), MaxBytes: s.cfg.MaxMessageBytes},
 		logger:  s.logger.With("zone", zone, "replica", hello.GetReplicaId())}
 	s.cfg.Insights.Connected(zone, sess.replica, s.cfg.NodeID, time.Now())
 	sess.startWriter(ctx)
 	err = sess.run(ctx, hello, recv, recvErr)
 	sess.stopWriter()
+	zm.closed(err)
 	s.cfg.Insights.Disconnected(zone, sess.replica, time.Now(), err)
 	sess.logger.Info("zone stream ended", "err", err)
 	return err
@@ -258,6 +278,7 @@ type session struct {
 	replica string
 	builder *batch.Builder
 	logger  *slog.Logger
+	metrics *zoneMetrics
 	cursor  uint64 // the revision the zone has been sent up to
 
 	// The writer goroutine is the only caller of stream.Send: a zone that
@@ -285,6 +306,7 @@ func (ss *session) startWriter(ctx context.Context) {
 				ss.writeErr <- fmt.Errorf("send to zone: %w", err)
 				return false
 			}
+			ss.metrics.sent(m)
 			return true
 		}
 		for {
@@ -388,6 +410,7 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 			}
 		case msg := <-recv:
 			lastHeard = time.Now()
+			ss.metrics.received(msg)
 			if err := ss.handle(ctx, msg); err != nil {
 				return err
 			}
@@ -441,6 +464,7 @@ func (ss *session) sendReset() error {
 		return status.Errorf(codes.Internal, "reset: %v", err)
 	}
 	ss.logger.Info("sending a reset", "revision", rev, "chunks", len(chunks))
+	ss.metrics.m.resets.WithLabelValues(ss.zone).Inc()
 	for _, c := range chunks {
 		if err := ss.send(&syncpb.StreamResponse{Msg: &syncpb.StreamResponse_Reset_{Reset_: c}}); err != nil {
 			return err
@@ -456,6 +480,8 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 		if rev := m.Ack.GetRevision(); rev > ss.cursor {
 			return status.Errorf(codes.InvalidArgument, "ack of revision %d, which was never sent (sent up to %d)", rev, ss.cursor)
 		}
+		ss.metrics.m.acks.WithLabelValues(ss.zone).Inc()
+		ss.metrics.m.rejections.WithLabelValues(ss.zone).Add(float64(len(m.Ack.GetRejected())))
 		ss.s.cfg.Insights.Acked(ss.zone, ss.replica, m.Ack.GetRevision(), m.Ack.GetRejected())
 	case *syncpb.StreamRequest_Report:
 		rejected, err := ss.s.cfg.Reports.Apply(ctx, ss.zone, m.Report)
@@ -463,6 +489,8 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 			// Not committed: the zone sends it again after reconnecting.
 			return status.Errorf(codes.Unavailable, "report %d not stored: %v", m.Report.GetSequence(), err)
 		}
+		ss.metrics.m.reports.WithLabelValues(ss.zone).Inc()
+		ss.metrics.m.reportRejs.WithLabelValues(ss.zone).Add(float64(len(rejected)))
 		ack := &syncpb.ReportAck{Sequence: m.Report.GetSequence(), Rejected: rejected}
 		return ss.send(&syncpb.StreamResponse{Msg: &syncpb.StreamResponse_ReportAck{ReportAck: ack}})
 	case *syncpb.StreamRequest_CertificateRequest:
@@ -473,6 +501,11 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 			resp = ss.s.cfg.Signer.SignIntermediate(ctx, ss.zone, req)
 			resp.RequestId, resp.Mesh, resp.Backend = req.GetRequestId(), req.GetMesh(), req.GetBackend()
 		}
+		result := "signed"
+		if resp.GetError() != "" {
+			result = "refused"
+		}
+		ss.metrics.m.certRequests.WithLabelValues(ss.zone, result).Inc()
 		if resp.GetError() != "" {
 			ss.logger.Warn("refused to sign a zone's intermediate CA", "mesh", req.GetMesh(), "backend", req.GetBackend(), "err", resp.GetError())
 		} else {

@@ -112,6 +112,8 @@ networking:
 type federation struct {
 	global, zone *restartable
 	gAPI, zAPI   endpoint
+	// xdsAddr is the zone's xDS server.
+	xdsAddr string
 	// zoneServer is the zone's current server (replaced at each start).
 	zoneServer *zonecp.Server
 }
@@ -158,7 +160,7 @@ func startFederation(t *testing.T) *federation {
 	zcfg := zonecp.Config{
 		Zone: "zone-1", ReplicaID: "zone-1-r1", GlobalAddrs: []string{gcfg.SyncAddr},
 		TokenFile: tokenFile, GlobalCAFile: filepath.Join(gdir, global.SyncCAFile),
-		DataDir: filepath.Join(zdir, "data"), APIAddr: harness.FreeAddr(t),
+		DataDir: filepath.Join(zdir, "data"), APIAddr: harness.FreeAddr(t), XDSAddr: harness.FreeAddr(t),
 		SyncBackoff:           syncclient.Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		SyncHeartbeatInterval: time.Second,
 	}
@@ -171,6 +173,7 @@ func startFederation(t *testing.T) *federation {
 		return srv.Run
 	})
 	f.zAPI = endpoint{base: "http://" + zcfg.APIAddr}
+	f.xdsAddr = zcfg.XDSAddr
 	harness.WaitReady(t, f.zAPI.base, 15*time.Second)
 	return f
 

@@ -51,6 +51,15 @@ type Registrar interface {
 	Disconnect(n Node)
 }
 
+// Observer, when the Registrar implements it too, is told what happens on
+// each accepted stream (for insights): responses sent, ACKs and NACKs. It
+// is called on the stream's goroutine and must not block.
+type Observer interface {
+	Responded(n Node, typeURL string)
+	Acked(n Node, typeURL string)
+	Nacked(n Node, typeURL, message string)
+}
+
 var (
 	// ErrInvalidNode marks a refusal caused by what the proxy sent (its
 	// node id or metadata): the stream ends with InvalidArgument.

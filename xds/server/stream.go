@@ -53,8 +53,10 @@ func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) er
 	switch classify(last, ok, req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail(), false) {
 	case answerACK:
 		c.s.metrics.acks.WithLabelValues(typeURL).Inc()
+		c.s.observe(st, func(o Observer) { o.Acked(st.node, typeURL) })
 	case answerNACK:
 		c.s.onNACK(st, typeURL, last, req.GetErrorDetail())
+		c.s.observe(st, func(o Observer) { o.Nacked(st.node, typeURL, req.GetErrorDetail().GetMessage()) })
 		// Park: go-control-plane answers a request whose version differs
 		// from the snapshot's at once, and a NACK carries the last version
 		// the proxy accepted. Claiming the rejected version instead makes
@@ -78,7 +80,9 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryR
 	switch classify(last, ok, req.GetResponseNonce(), "", req.GetErrorDetail(), true) {
 	case answerACK:
 		c.s.metrics.acks.WithLabelValues(typeURL).Inc()
+		c.s.observe(st, func(o Observer) { o.Acked(st.node, typeURL) })
 	case answerNACK:
+		c.s.observe(st, func(o Observer) { o.Nacked(st.node, typeURL, req.GetErrorDetail().GetMessage()) })
 		// No parking needed: the delta subscription already records the
 		// rejected versions as the proxy's, so nothing is re-sent.
 		c.s.onNACK(st, typeURL, last, req.GetErrorDetail())
@@ -120,6 +124,15 @@ func (s *Server) responded(m map[int64]*stream, gcpID int64, typeURL string, r s
 	s.metrics.responses.WithLabelValues(typeURL).Inc()
 	if st := s.find(m, gcpID); st != nil {
 		st.sent[typeURL] = r
+		s.observe(st, func(o Observer) { o.Responded(st.node, typeURL) })
+	}
+}
+
+// observe tells the Observer (the Registrar, when it is one) about an
+// accepted stream.
+func (s *Server) observe(st *stream, f func(Observer)) {
+	if o, ok := s.cfg.Registrar.(Observer); ok && st != nil && st.accepted {
+		f(o)
 	}
 }
 

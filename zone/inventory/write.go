@@ -25,7 +25,7 @@ import (
 // A write that changes neither labels nor spec returns the stored resource
 // unchanged and reports nothing.
 func (inv *Inventory) Put(r *api.Resource, opts PutOptions) (*api.Resource, bool, error) {
-	labels, err := inv.checkPut(r)
+	labels, err := inv.checkPut(r, false)
 	if err != nil {
 		return nil, false, err
 	}
@@ -54,10 +54,20 @@ func (inv *Inventory) Put(r *api.Resource, opts PutOptions) (*api.Resource, bool
 // returns one error per resource (nil: stored or unchanged); err is set,
 // and nothing is stored, when the transaction fails.
 func (inv *Inventory) PutBatch(rs []*api.Resource, now time.Time) (errs []error, err error) {
+	return inv.putBatch(rs, now, false)
+}
+
+// PutSystem is PutBatch for the zone-owned system types the zone itself
+// maintains (DataplaneInsight), which Put and PutBatch refuse.
+func (inv *Inventory) PutSystem(rs []*api.Resource, now time.Time) (errs []error, err error) {
+	return inv.putBatch(rs, now, true)
+}
+
+func (inv *Inventory) putBatch(rs []*api.Resource, now time.Time, system bool) (errs []error, err error) {
 	errs = make([]error, len(rs))
 	labels := make([]map[string]string, len(rs))
 	for i, r := range rs {
-		labels[i], errs[i] = inv.checkPut(r)
+		labels[i], errs[i] = inv.checkPut(r, system)
 	}
 	inv.wmu.Lock()
 	defer inv.wmu.Unlock()
@@ -99,12 +109,12 @@ func (inv *Inventory) PutBatch(rs []*api.Resource, now time.Time) (errs []error,
 // checkPut refuses what Put never stores: a type zones do not own
 // (*api.ReadOnlyError), another zone's resource (*api.ValidationError). It
 // returns r's labels with the zone's pinned.
-func (inv *Inventory) checkPut(r *api.Resource) (map[string]string, error) {
+func (inv *Inventory) checkPut(r *api.Resource, system bool) (map[string]string, error) {
 	d, err := api.Lookup(r.Type)
 	if err != nil {
 		return nil, err
 	}
-	if d.Owner != api.RoleZone || d.System {
+	if d.Owner != api.RoleZone || d.System != system {
 		return nil, &api.ReadOnlyError{Type: d.Name, Owner: d.Owner, System: d.System}
 	}
 	return inv.pinLabels(r)
@@ -142,11 +152,20 @@ func (inv *Inventory) prepareUpsert(r *api.Resource, labels map[string]string, o
 // *api.ReadOnlyError for a type zones do not own, api.ErrNotFound,
 // *api.ConflictError for a stale expectRevision (non-zero).
 func (inv *Inventory) Delete(key api.Key, expectRevision uint64) (*api.Resource, error) {
+	return inv.delete(key, expectRevision, false)
+}
+
+// DeleteSystem is Delete for the zone-owned system types (DataplaneInsight).
+func (inv *Inventory) DeleteSystem(key api.Key) (*api.Resource, error) {
+	return inv.delete(key, 0, true)
+}
+
+func (inv *Inventory) delete(key api.Key, expectRevision uint64, system bool) (*api.Resource, error) {
 	d, err := api.Lookup(key.Type)
 	if err != nil {
 		return nil, err
 	}
-	if d.Owner != api.RoleZone || d.System {
+	if d.Owner != api.RoleZone || d.System != system {
 		return nil, &api.ReadOnlyError{Type: d.Name, Owner: d.Owner, System: d.System}
 	}
 	inv.wmu.Lock()

@@ -220,6 +220,7 @@ func dpCertValidity(spec *api.MeshSpec) time.Duration {
 func (g *generator) identity(nd *node, dp *api.Resource, c *compiled) (id *generate.Identity, renewed bool, err error) {
 	if c.auth == nil {
 		nd.identity, nd.identityAuth, nd.identityOf, nd.renewAt = nil, nil, "", time.Time{}
+		nd.certNotAfter.Store(0)
 		return nil, false, nil
 	}
 	service, tags := identityTags(dp)
@@ -232,9 +233,11 @@ func (g *generator) identity(nd *node, dp *api.Resource, c *compiled) (id *gener
 		return nil, false, fmt.Errorf("issuing its certificate: %w", err)
 	}
 	g.p.metrics.certsIssued.Inc()
+	g.p.insights.certificate(nd.key, leaf.NotAfter, c.auth.Backend)
 	nd.identity = &generate.Identity{CertChainPEM: leaf.CertChainPEM, KeyPEM: leaf.KeyPEM}
 	nd.identityAuth, nd.identityOf = c.auth, service
 	nd.renewAt = ca.RenewAt(certs.Issued(leaf.NotBefore, leaf.NotAfter), leaf.NotAfter, ca.DefaultRenewFraction, ca.DefaultRenewJitter, rand.Float64)
+	nd.certNotAfter.Store(leaf.NotAfter.UnixNano())
 	return nd.identity, true, nil
 }
 

@@ -89,6 +89,10 @@ type Inventory interface {
 	Put(r *api.Resource, opts inventory.PutOptions) (*api.Resource, bool, error)
 	// PutBatch stores several resources in one transaction (one disk sync).
 	PutBatch(rs []*api.Resource, now time.Time) ([]error, error)
+	// PutSystem and DeleteSystem write the zone's system types
+	// (DataplaneInsight).
+	PutSystem(rs []*api.Resource, now time.Time) ([]error, error)
+	DeleteSystem(key api.Key) (*api.Resource, error)
 	Delete(key api.Key, expectRevision uint64) (*api.Resource, error)
 }
 
@@ -158,12 +162,13 @@ func (c *Config) Validate() error {
 
 // Proxies is the zone's registry of connected proxies and their generator.
 type Proxies struct {
-	cfg     Config
-	logger  *slog.Logger
-	metrics *metrics
-	reg     *registry
-	gen     *generator
-	wake    chan struct{}
+	cfg      Config
+	logger   *slog.Logger
+	metrics  *metrics
+	reg      *registry
+	gen      *generator
+	insights *insights
+	wake     chan struct{}
 	// puts carries registrations to storeLoop, which writes them in
 	// batches (group commit).
 	puts chan putRequest
@@ -193,6 +198,7 @@ func New(cfg Config, logger *slog.Logger) (*Proxies, error) {
 	p := &Proxies{cfg: cfg, logger: logger, metrics: m, wake: make(chan struct{}, 1), puts: make(chan putRequest)}
 	p.reg = newRegistry(p)
 	p.gen = newGenerator(p)
+	p.insights = newInsights(p)
 	return p, nil
 }
 
@@ -217,6 +223,8 @@ func (p *Proxies) Run(ctx context.Context) error {
 	}
 	sweep := time.NewTicker(min(p.cfg.GracePeriod/4, 5*time.Second))
 	defer sweep.Stop()
+	flush := time.NewTicker(InsightFlush)
+	defer flush.Stop()
 	stored := make(chan struct{})
 	defer func() { <-stored }()
 	go func() { defer close(stored); p.storeLoop(ctx) }()
@@ -242,6 +250,9 @@ func (p *Proxies) Run(ctx context.Context) error {
 		case <-p.wake:
 		case <-sweep.C:
 			p.reg.sweep(time.Now())
+			swept = true
+		case now := <-flush.C:
+			p.insights.flush(now)
 			swept = true
 		}
 		if renewTimer != nil {
@@ -322,3 +333,8 @@ func (p *Proxies) Registrar() server.Registrar { return p.reg }
 
 // Connected returns how many proxies have a stream open on this replica.
 func (p *Proxies) Connected() int { return p.reg.connected() }
+
+// EarliestCertExpiry returns the earliest expiry of the certificates the
+// proxies connected here hold (Meshes with mTLS on); ok is false when none
+// holds one.
+func (p *Proxies) EarliestCertExpiry() (time.Time, bool) { return p.reg.earliestCertExpiry() }

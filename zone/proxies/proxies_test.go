@@ -386,3 +386,50 @@ func TestAvailableServices(t *testing.T) {
 		return len(as) == 2 && as[0].Tags[api.TagService] == "db" && as[0].Instances == 1 && as[1].Tags[api.TagService] == "web" && as[1].Instances == 2
 	})
 }
+
+// TestInsights: a proxy's streams and certificate become its
+// DataplaneInsight: online while connected, counts by type, a NACK's
+// message, offline after its stream ends; a stream this replica no longer
+// has (a previous process) is closed.
+func TestInsights(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	n, err := connect(f, "web-1", dpMeta(t, dpDoc("web-1", "10.0.0.1", 8080, "web", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := f.p.reg
+	reg.Responded(n, "type.googleapis.com/envoy.config.cluster.v3.Cluster")
+	reg.Acked(n, "type.googleapis.com/envoy.config.cluster.v3.Cluster")
+	reg.Responded(n, "type.googleapis.com/envoy.config.listener.v3.Listener")
+	reg.Nacked(n, "type.googleapis.com/envoy.config.listener.v3.Listener", "bad listener")
+	key := api.Key{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "web-1"}
+	insight := func() *api.DataplaneInsightSpec {
+		r, ok := f.inv.Get(key)
+		if !ok {
+			return nil
+		}
+		return r.Spec.(*api.DataplaneInsightSpec)
+	}
+	harness.Eventually(t, 5*time.Second, "an online insight with the NACK", func() bool {
+		i := insight()
+		return i != nil && i.Online() && len(i.Subscriptions) == 1 &&
+			i.Subscriptions[0].Status.Total.ResponsesRejected == 1 &&
+			i.Subscriptions[0].Status.ByType["type.googleapis.com/envoy.config.listener.v3.Listener"].LastNackError == "bad listener"
+	})
+	if s := insight().Subscriptions[0]; s.ControlPlaneInstanceID != "r1" || s.Status.Total.ResponsesSent != 2 {
+		t.Errorf("subscription %+v", s)
+	}
+	f.p.Registrar().Disconnect(n)
+	harness.Eventually(t, 5*time.Second, "offline", func() bool { i := insight(); return i != nil && !i.Online() })
+
+	// A live stream stored for this replica but unknown to it (it
+	// restarted): closed.
+	stale := &api.DataplaneInsightSpec{Subscriptions: []api.DiscoverySubscription{{ID: "9", ControlPlaneInstanceID: "r1", ConnectTime: time.Now()}}}
+	if _, err := f.inv.PutSystem([]*api.Resource{insightResource(api.Key{Type: api.TypeDataplane, Mesh: "default", Name: "ghost"}, stale)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 5*time.Second, "the stale stream closed", func() bool {
+		r, ok := f.inv.Get(api.Key{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "ghost"})
+		return ok && !r.Spec.(*api.DataplaneInsightSpec).Online()
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -42,6 +43,9 @@ type node struct {
 	identityAuth *certs.Authority
 	identityOf   string
 	renewAt      time.Time
+	// certNotAfter is identity's expiry (unix nanoseconds, 0 when none):
+	// written by the generator, read at scrape time (EarliestCertExpiry).
+	certNotAfter atomic.Int64
 }
 
 // registry tracks the proxies connected to this replica and registers
@@ -68,6 +72,23 @@ func (r *registry) connected() int {
 	return len(r.nodes)
 }
 
+// earliestCertExpiry returns the earliest expiry of the certificates the
+// connected proxies hold; ok is false when none holds one.
+func (r *registry) earliestCertExpiry() (t time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var earliest int64
+	for _, nd := range r.nodes {
+		if na := nd.certNotAfter.Load(); na != 0 && (earliest == 0 || na < earliest) {
+			earliest = na
+		}
+	}
+	if earliest == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, earliest), true
+}
+
 // Connect registers a stream's proxy: its Dataplane from node metadata, or
 // the one created through the API.
 func (r *registry) Connect(ctx context.Context, n server.Node) error {
@@ -87,6 +108,7 @@ func (r *registry) Connect(ctx context.Context, n server.Node) error {
 	nd.connects++
 	nd.fresh = true
 	r.mu.Unlock()
+	r.p.insights.connected(n)
 	r.p.logger.Info("proxy connected", "dataplane", n.ID, "user_agent", n.UserAgent, "stream", n.StreamID, "delta", n.Delta)
 	r.p.kick()
 	return nil
@@ -101,6 +123,7 @@ func (r *registry) Disconnect(n server.Node) {
 		return
 	}
 	nd.streams--
+	r.p.insights.disconnected(n)
 	r.p.logger.Info("proxy disconnected", "dataplane", n.ID, "stream", n.StreamID, "streams_left", nd.streams)
 	if nd.streams > 0 {
 		return
@@ -231,6 +254,10 @@ func (r *registry) sweep(now time.Time) {
 			continue
 		}
 		r.p.metrics.removed.Inc()
+		r.p.insights.forget(key)
+		if _, err := cfg.Inventory.DeleteSystem(insightKey(key)); err != nil && !api.IsNotFound(err) {
+			r.p.logger.Warn("removing a departed proxy's insight", "dataplane", key.Mesh+"."+key.Name, "err", err)
+		}
 		r.p.logger.Info("removed the Dataplane of a departed proxy", "dataplane", key.Mesh+"."+key.Name,
 			"gone_for", now.Sub(last).Round(time.Second).String(), "registered_by", owner)
 		r.mu.Lock()

@@ -107,6 +107,42 @@ type Client struct {
 
 	// certCalls carries SignIntermediate's requests to the stream loop.
 	certCalls chan *certCall
+
+	counters counters
+}
+
+// Counters are running totals since the client was built, for the zone's
+// metrics (docs/metrics.md).
+type Counters struct {
+	// Attempts counts connection attempts (streams opened or tried);
+	// Welcomed those global welcomed: the first connection and every
+	// reconnection.
+	Attempts, Welcomed uint64
+	// MessagesReceived and BytesReceived count what global sent (protobuf
+	// size); MessagesSent and BytesSent what the client sent.
+	MessagesReceived, BytesReceived uint64
+	MessagesSent, BytesSent         uint64
+	// Changes counts the batches of changes applied, Resets the full
+	// states installed, Rejections the resources the replica refused in
+	// either.
+	Changes, Resets, Rejections uint64
+}
+
+type counters struct {
+	attempts, welcomed                       atomic.Uint64
+	msgsRecv, bytesRecv, msgsSent, bytesSent atomic.Uint64
+	changes, resets, rejections              atomic.Uint64
+}
+
+// Counters returns the client's running totals.
+func (c *Client) Counters() Counters {
+	k := &c.counters
+	return Counters{
+		Attempts: k.attempts.Load(), Welcomed: k.welcomed.Load(),
+		MessagesReceived: k.msgsRecv.Load(), BytesReceived: k.bytesRecv.Load(),
+		MessagesSent: k.msgsSent.Load(), BytesSent: k.bytesSent.Load(),
+		Changes: k.changes.Load(), Resets: k.resets.Load(), Rejections: k.rejections.Load(),
+	}
 }
 
 // certCall is one SignIntermediate waiting for global's answer.

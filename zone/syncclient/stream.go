@@ -57,6 +57,7 @@ func (st *stream) run(ctx context.Context) error {
 		}
 		token = t
 	}
+	st.c.counters.attempts.Add(1)
 	cc, err := grpc.NewClient(st.addr, cfg.DialOptions...)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", st.addr, err)
@@ -117,6 +118,8 @@ func (st *stream) run(ctx context.Context) error {
 					// io.EOF: global ended the stream; Recv returns why.
 					return
 				}
+				st.c.counters.msgsSent.Add(1)
+				st.c.counters.bytesSent.Add(uint64(proto.Size(m)))
 			case <-sctx.Done():
 				return
 			}
@@ -162,6 +165,8 @@ func (st *stream) run(ctx context.Context) error {
 			return cause(sctx, fmt.Errorf("send to global: %w", err))
 		case m := <-recv:
 			lastHeard = time.Now()
+			st.c.counters.msgsRecv.Add(1)
+			st.c.counters.bytesRecv.Add(uint64(proto.Size(m)))
 			wasWelcomed := st.welcome != nil
 			if err := st.handle(m); err != nil {
 				return err
@@ -275,6 +280,7 @@ func (st *stream) handleWelcome(w *syncpb.Welcome) error {
 		return fmt.Errorf("%w: a second Welcome", errProtocol)
 	}
 	st.welcome, st.welcomedAt, st.node = w, time.Now(), w.GetGlobalNode()
+	st.c.counters.welcomed.Add(1)
 	if ms := w.GetHeartbeatIntervalMs(); ms > 0 {
 		st.interval = time.Duration(ms) * time.Millisecond
 	}
@@ -320,6 +326,8 @@ func (st *stream) applyChanges(parts []*syncpb.Changes) error {
 	if err != nil {
 		return fmt.Errorf("apply changes at revision %d: %w", rev, err)
 	}
+	st.c.counters.changes.Add(1)
+	st.c.counters.rejections.Add(uint64(len(rejected)))
 	st.c.logger.Debug("applied changes", "revision", rev, "upserts", len(upserts), "deletes", len(deletes),
 		"parts", len(parts), "rejected", len(rejected))
 	return st.ack(rev, rejected)
@@ -335,6 +343,8 @@ func (st *stream) applyReset(chunks []*syncpb.Reset) error {
 	if err != nil {
 		return fmt.Errorf("reset at revision %d: %w", rev, err)
 	}
+	st.c.counters.resets.Add(1)
+	st.c.counters.rejections.Add(uint64(len(rejected)))
 	st.c.logger.Info("replica reset by global", "revision", rev, "resources", len(resources),
 		"chunks", len(chunks), "rejected", len(rejected))
 	return st.ack(rev, rejected)
