@@ -124,10 +124,16 @@ func (r *reports) add(rep *syncpb.Report) {
 	r.notify = make(chan struct{})
 }
 
-func (r *reports) Pending() []*syncpb.Report {
+func (r *reports) PendingAfter(after uint64, limit int) []*syncpb.Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*syncpb.Report(nil), r.pending...)
+	var out []*syncpb.Report
+	for _, rep := range r.pending {
+		if rep.GetSequence() > after && len(out) < limit {
+			out = append(out, rep)
+		}
+	}
+	return out
 }
 
 func (r *reports) Acked(seq uint64, rejected []*syncpb.Rejection) {

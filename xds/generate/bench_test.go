@@ -76,6 +76,37 @@ func BenchmarkProxy(b *testing.B) {
 			}
 		})
 	}
+	// Envoy with every observability feature: metrics, tracing of every
+	// proxy, and access logs of all traffic in Kuma's default formats
+	// (which name the proxy's address: one outbound variant per proxy).
+	b.Run("envoy-observed", func(b *testing.B) {
+		ov := *v
+		spec := &api.MeshSpec{
+			Routing: &api.MeshRouting{LocalityAwareLoadBalancing: true},
+			Metrics: &api.Metrics{EnabledBackend: "prom", Backends: []api.MetricsBackend{{Name: "prom", Type: api.MetricsPrometheus}}},
+			Tracing: &api.Tracing{DefaultBackend: "zipkin", Backends: []api.TracingBackend{
+				{Name: "zipkin", Type: api.TracingZipkin, Conf: &api.ZipkinConf{URL: "http://zipkin:9411/api/v2/spans"}}}},
+			Logging: &api.Logging{DefaultBackend: "file", Backends: []api.LoggingBackend{
+				{Name: "file", Type: api.LoggingFile, Conf: &api.LoggingConf{Path: "/dev/stdout"}}}},
+		}
+		spec.Default()
+		ov.Mesh = &api.Resource{Meta: api.Meta{Type: api.TypeMesh, Name: "bench"}, Spec: spec}
+		all := map[string]string{api.TagService: "*"}
+		ov.TrafficTraces = []*api.Resource{{Meta: api.Meta{Type: api.TypeTrafficTrace, Mesh: "bench", Name: "all"},
+			Spec: &api.TrafficTraceSpec{Selectors: []api.Selector{{Match: all}}}}}
+		ov.TrafficLogs = []*api.Resource{{Meta: api.Meta{Type: api.TypeTrafficLog, Mesh: "bench", Name: "all"},
+			Spec: &api.TrafficLogSpec{Sources: []api.Selector{{Match: all}}, Destinations: []api.Selector{{Match: all}}}}}
+		om := mustCompile(b, &ov)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			dp := v.Dataplanes[i%7000]
+			i++
+			if _, err := om.Proxy(dp, KindEnvoy); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("ingress", func(b *testing.B) {
 		b.ReportAllocs()
 		zi := zoneIngress("z1", "zone-1", "10.1.0.100", 10001, "", 0)

@@ -47,6 +47,10 @@
 //	                                 gRPC server listener per inbound (GRPCServerListenerTemplate)
 //	Listener "ingress:<ip>:<port>"   ZoneIngress listener
 //	Secret   "identity_cert:<mesh>"  Envoy's own certificate (mTLS on; see mTLS)
+//	Listener "prometheus:<ip>:<port>"  Envoy stats listener (metrics on; see Observability)
+//	Cluster  "meshfed_admin"         STATIC cluster of the Envoy's own admin
+//	                                 (127.0.0.1:ProxyOptions.AdminPort, default 9901)
+//	Cluster  "tracing:<backend>"     a tracing backend's collector (shared per Mesh)
 //
 // Inbound HTTP routes are inline (named "inbound:S"), so a sidecar's RDS
 // names are always service names. IPv6 addresses are bracketed
@@ -202,16 +206,93 @@
 // entirely are left out, and so are deny conditions r implies; an empty
 // ALLOW RBAC denies everything.
 //
+// # Observability
+//
+// Envoy proxies get the Mesh's metrics, tracing and access logs; proxyless
+// gRPC applications and ZoneIngresses get none of it: grpc-go has no stats
+// endpoint an xDS listener could expose (its metrics are the application's
+// own business) and ignores the HCM's tracing and access_log fields, and
+// an ingress only passes TLS through. A Mesh without backends, or whose
+// backends no policy uses, produces exactly what it produced before.
+//
+// Metrics. A Dataplane's prometheus backend is api.EffectiveMetrics: the
+// Mesh's metrics.enabledBackend with the Dataplane's own metrics fields
+// over it (a Dataplane override alone turns metrics on; with neither,
+// nothing is generated). It gives the Envoy a listener
+// "prometheus:<ip>:<port>" on the backend's port, bound to the Dataplane's
+// networking.address (where Prometheus finds the Dataplane, as in Kuma),
+// or 0.0.0.0 when that address is a host name. Its HCM routes exactly the
+// backend's path (a path match, not a prefix: nothing else of the admin is
+// reachable) to the cluster "meshfed_admin" (127.0.0.1:EnvoyAdminPort,
+// xds/bootstrap's DefaultAdminPort, or ProxyOptions.AdminPort) with
+// prefix_rewrite /stats/prometheus. With mTLS on, the listener requires a
+// client certificate signed by the Mesh CA, with the same SDS secrets and
+// DownstreamTlsContext as an inbound and no RBAC (any identity of the Mesh
+// may scrape), in PERMISSIVE mode too; skipMTLS, or tls.mode disabled,
+// makes it plaintext. tls.mode providedTLS (certificates the dataplane
+// agent would serve) is not generated: no listener, and a Mesh backend so
+// configured is reported in Problems. The backend's tags are labels for
+// Prometheus service discovery, not Envoy configuration: nothing generated
+// uses them. A stats port that an inbound or outbound listener already
+// binds (same address, or either a wildcard) is an error of ProxyWith.
+//
+// Tracing. MeshView.TrafficTraces select Envoys by their tags (an inbound's,
+// or the gateway's): of the TrafficTraces whose selectors match, the one
+// of greatest rank (tags matched exactly, then tags matched by "*", as
+// Kuma ranks selectors) applies, ties going to the greatest name. Its
+// conf.backend (default the Mesh's tracing.defaultBackend) names a zipkin
+// backend, which becomes a cluster "tracing:<backend>" for the URL's host
+// and port (STATIC for an IP, STRICT_DNS for a name; TLS with the host as
+// SNI and the system's trust store for https) built once per compilation,
+// and an HCM tracing block: the zipkin provider (collector_cluster,
+// collector_endpoint the URL's path and query, /api/v2/spans when it has
+// none, collector_endpoint_version HTTP_JSON or HTTP_PROTO from
+// apiVersion, trace_id_128bit, collector_hostname the URL's host) with
+// random_sampling the backend's sampling percentage. It goes on every HTTP
+// connection manager of the selected proxy: its HTTP inbounds and its
+// HTTP outbounds, so each hop shows a client and a server span.
+//
+// Access logs. MeshView.TrafficLogs log, as in Kuma, on the outbound
+// listeners of the Envoys their sources select (by the proxy's tags)
+// towards the services their destinations select (by the outbound's
+// tags): for one outbound, the matching TrafficLog of greatest rank
+// (source rank plus destination rank) applies, ties going to the greatest
+// name. Inbound listeners get none: a TrafficLog's sources are callers,
+// which an inbound cannot tell apart without mTLS. A file backend becomes
+// an envoy.access_loggers.file access log (path, the backend's format as a
+// text format, Kuma's default HTTP or TCP format when empty, ending with a
+// newline) on the outbound's HCM or tcp_proxy. Kuma's placeholders are
+// replaced (Envoy rejects unknown %…% operators): %KUMA_MESH%,
+// %KUMA_SOURCE_SERVICE% (the proxy's first service),
+// %KUMA_DESTINATION_SERVICE% (the outbound's) and %KUMA_SOURCE_ADDRESS%,
+// %KUMA_SOURCE_ADDRESS_WITHOUT_PORT% (the Dataplane's address). A tcp
+// backend is not generated: Envoy has no access logger that writes plain
+// lines to a TCP address (Kuma relays through its dataplane agent), so a
+// TrafficLog that uses one is skipped and reported in Problems; JSON
+// formats are not generated either (a format is always text).
+//
+// Shared protos stay shared and unmodified: a service's outbound filter is
+// the same object for every proxy of the Mesh, so an outbound that is
+// traced or logged uses a variant of it, built on the first Proxy that
+// needs it and then shared by every proxy needing the same one (same
+// service, tracing backend, logging backend and substituted format; a
+// format naming the proxy's address is in practice one per proxy). The
+// variants live as long as the compiled Mesh. TrafficTraces or TrafficLogs
+// that are invalid, name a backend the Mesh does not define or that cannot
+// be generated are skipped (they take no part in the ranking) and
+// reported in Problems; one of another Mesh fails Compile.
+//
 // # Validation
 //
 // Validate runs every resource's ValidateAll, unpacks every Any it knows
 // (listener filters, network filters such as RBAC, HCM http filters such
-// as RBAC, api listeners, cluster protocol options, TLS transport sockets)
+// as RBAC, api listeners, cluster protocol options, TLS transport sockets,
+// HCM and tcp_proxy access loggers, the HCM's zipkin tracing provider)
 // and validates those too, checks the grpc-go rules (router filter present
 // and last, ADS config sources, the TLS transport socket's name, locality
 // weights, contiguous priorities, unique endpoint addresses) and the
-// references between resources (RDS names, clusters, CLAs, SDS secrets,
-// unique names). Secrets must hold inline bytes. Certificate provider
+// references between resources (RDS names, clusters — tracing collectors
+// included —, CLAs, SDS secrets, unique names). Secrets must hold inline bytes. Certificate provider
 // instance names are not resources and are not checked.
 // Compile validates the shared protos once; Proxy (ProxyWith) and Ingress
 // validate their result before returning it, so callers need not call
@@ -233,14 +314,20 @@
 // CompileFrom keeps the previous compilation's objects for what did not
 // change. ChangedServices names the services whose shared protos changed;
 // MeshWideChanged says that something every proxy depends on changed (mTLS
-// mode or trust bundle, traffic permissions): then every proxy of the Mesh
-// needs new resources. A proxy whose identity certificate was renewed needs
+// mode or trust bundle, traffic permissions, the enabled metrics backend,
+// the TrafficTraces and TrafficLogs and the backends they use): then every
+// proxy of the Mesh needs new resources. Observability never changes a
+// service's shared protos (its variants are rebuilt per compilation), so
+// it is not part of a service's inputs and does not appear in
+// ChangedServices. A proxy whose identity certificate was renewed needs
 // new resources too; the zone knows that itself.
 //
 // # Not generated yet
 //
-// Policies other than MeshTrafficPermission (timeouts, retries, …), the
-// shadow deny of AllowWithShadowDeny, metrics, tracing and access logs,
+// Policies other than MeshTrafficPermission, TrafficTrace and TrafficLog
+// (timeouts, retries, …; MeshTrace, MeshAccessLog and MeshMetric have no
+// api types yet), the shadow deny of AllowWithShadowDeny, tcp logging
+// backends, JSON access log formats, prometheus tls.mode providedTLS,
 // builtin gateways, ZoneEgress, outbound tag subsets. ZoneIngress
 // listeners pass TLS through and terminate none.
 package generate

@@ -136,6 +136,38 @@ func TestGolden(t *testing.T) {
 		)},
 		// No policy: mTLS on, nobody is allowed.
 		{"mtp-none", meshS()},
+
+		// The Mesh's prometheus backend: a stats listener on the
+		// Dataplane's address, port 5670, /metrics → the admin cluster.
+		{"metrics-mesh", func() (*Resources, error) {
+			return mustCompile(t, meshOView(meshOSpec())).Proxy(webO, KindEnvoy)
+		}},
+		// The Dataplane's override (port and path) over the Mesh's.
+		{"metrics-dataplane-override", func() (*Resources, error) {
+			dp := withMetricsOverride(webO, &api.MetricsBackend{Type: api.MetricsPrometheus, Conf: &api.PrometheusConf{Port: 9102, Path: "/stats"}})
+			return mustCompile(t, meshOView(meshOSpec())).Proxy(dp, KindEnvoy)
+		}},
+		// mTLS on: the stats listener requires a client certificate of
+		// the Mesh (the inbounds' SDS secrets).
+		{"metrics-mtls", func() (*Resources, error) {
+			return mustCompile(t, meshOMTLS(false)).ProxyWith(webO, KindEnvoy, optsOf(webO))
+		}},
+		// mTLS on, skipMTLS: a plaintext stats listener.
+		{"metrics-skip-mtls", func() (*Resources, error) {
+			return mustCompile(t, meshOMTLS(true)).ProxyWith(webO, KindEnvoy, optsOf(webO))
+		}},
+		// metrics.enabledBackend empty: no stats listener, no admin cluster.
+		{"metrics-off", func() (*Resources, error) {
+			return mustCompile(t, meshOView(withoutMetrics(meshOSpec()))).Proxy(webO, KindEnvoy)
+		}},
+		// TrafficTrace selecting web: zipkin on the inbound and HTTP
+		// outbound HCMs, and the collector's cluster.
+		{"tracing-web", func() (*Resources, error) { return mustCompile(t, meshOTracing()).Proxy(webO, KindEnvoy) }},
+		// The same Mesh: backend-1 is not selected, nothing of tracing.
+		{"tracing-backend-untraced", func() (*Resources, error) { return mustCompile(t, meshOTracing()).Proxy(backendO, KindEnvoy) }},
+		// TrafficLogs: file access logs on web's outbounds, Kuma's default
+		// formats (HTTP, TCP) and a custom one for db.
+		{"logging-file", func() (*Resources, error) { return mustCompile(t, meshOLogging()).Proxy(webO, KindEnvoy) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,7 +46,9 @@ type Mesh struct {
 	caSecret *tlsv3.Secret // the Envoys' MeshCASecretName secret (mTLS on)
 	perms    []*mtpRule    // MeshTrafficPermission rules, weakest first
 	permsKey string        // canonical text of mtls and perms
-	meshWide bool          // permsKey differs from the previous compilation's
+	meshWide bool          // permsKey or obsKey differs from the previous compilation's
+
+	obs *observability // metrics, tracing and logging (never nil after Compile)
 }
 
 // service holds one service's shared protos.
@@ -134,6 +136,10 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 	if err := m.compileSecurity(view, prev); err != nil {
 		return nil, err
 	}
+	if err := m.compileObservability(view, spec, prev); err != nil {
+		return nil, err
+	}
+	m.meshWide = m.meshWide || prev.obsKey() != m.obsKey()
 	get := func(name string) *service {
 		s := m.services[name]
 		if s == nil {
@@ -341,9 +347,10 @@ func (m *Mesh) compileSecurity(view *MeshView, prev *Mesh) error {
 
 // MeshWideChanged reports whether something every proxy of the Mesh
 // depends on differs from the previous compilation's (CompileFrom; always
-// true without one): the mTLS settings or trust bundle, or the traffic
-// permissions. Then every proxy needs new resources, whatever
-// ChangedServices says.
+// true without one): the mTLS settings or trust bundle, the traffic
+// permissions, or the Mesh's metrics, tracing and logging (its backends,
+// TrafficTraces and TrafficLogs). Then every proxy needs new resources,
+// whatever ChangedServices says.
 func (m *Mesh) MeshWideChanged() bool { return m.meshWide }
 
 // MTLS returns the Mesh's mTLS as compiled (mode defaulted), nil when off.
@@ -561,7 +568,7 @@ func (m *Mesh) ProxyWith(dp *api.Resource, kind Kind, opts ProxyOptions) (*Resou
 	case KindEnvoy:
 		if res, err = m.envoy(dp.Name, spec, opts); err == nil {
 			res.sort()
-			err = validateSetWith(res, m.lookup, m.filters)
+			err = validateSetWith(res, m.lookup, m.filterRefs)
 		}
 	case KindGRPC:
 		if res, err = m.grpcProxy(dp.Name, spec); err == nil && m.mtls != nil && opts.Identity != nil {
@@ -597,6 +604,18 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 		}
 		res.Secrets = []*tlsv3.Secret{m.caSecret, id}
 	}
+	// Tracing and access logs (see the package doc, "Observability"):
+	// nothing is matched in a Mesh without TrafficTraces and TrafficLogs.
+	o := m.obs
+	var tagSets []map[string]string
+	var tr *tracer
+	traced := false // some HTTP connection manager uses tr
+	if len(o.traces) > 0 || len(o.logs) > 0 {
+		tagSets = spec.Tags()
+		if len(o.traces) > 0 {
+			tr = o.tracerFor(tagSets)
+		}
+	}
 	clusters := map[string]bool{}
 	for i := range spec.Networking.Inbound {
 		in := &spec.Networking.Inbound[i]
@@ -619,10 +638,11 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 			}
 			res.Clusters = append(res.Clusters, c)
 		}
-		l, err := m.envoyInbound(InboundListenerName(ip, in.Port), name, in, ip, local)
+		l, err := m.envoyInbound(InboundListenerName(ip, in.Port), name, in, ip, local, tr)
 		if err != nil {
 			return nil, err
 		}
+		traced = traced || (tr != nil && isHTTP(protocol))
 		res.Listeners = append(res.Listeners, l)
 	}
 	for i := range spec.Networking.Outbound {
@@ -633,9 +653,27 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 		}
 		svc := out.Tags[api.TagService]
 		s := m.services[svc]
+		var lg *logger
+		var format string
+		if len(o.logs) > 0 {
+			if lg = o.loggerFor(tagSets, out.Tags); lg != nil {
+				protocol := api.ProtocolTCP
+				if s != nil {
+					protocol = s.protocol
+				}
+				format = m.accessLogFormat(lg, protocol, spec, svc)
+			}
+		}
 		var f *listener.Filter
 		if s != nil {
 			f = s.outbound
+			if lg != nil || (tr != nil && isHTTP(s.protocol)) {
+				var err error
+				if f, err = m.outboundVariant(s, tr, lg, format); err != nil {
+					return nil, err
+				}
+				traced = traced || (tr != nil && isHTTP(s.protocol))
+			}
 			if !clusters[svc] {
 				res.Clusters = append(res.Clusters, s.cluster)
 				res.Endpoints = append(res.Endpoints, s.cla)
@@ -646,11 +684,10 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 		} else {
 			// A service nobody in view serves: a TCP cluster with no
 			// endpoints, the proxy's own, so the listener resolves.
-			t, err := tcpProxy(svc, svc)
-			if err != nil {
+			var err error
+			if f, err = outboundFilter(svc, api.ProtocolTCP, nil, lg, format); err != nil {
 				return nil, err
 			}
-			f = networkFilter(wellknown.TCPProxy, t)
 			if !clusters[svc] {
 				c, err := edsCluster(svc, api.ProtocolTCP)
 				if err != nil {
@@ -668,6 +705,19 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 		clusters[svc] = true
 		res.Listeners = append(res.Listeners, socketListener(OutboundListenerName(ip, out.Port), ip, out.Port, core.TrafficDirection_OUTBOUND, f))
 	}
+	if traced {
+		res.Clusters = append(res.Clusters, tr.cluster)
+	}
+	if b := o.metricsOf(spec); b != nil {
+		l, admin, err := m.statsListener(spec, b, opts.AdminPort)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			res.Listeners = append(res.Listeners, l)
+			res.Clusters = append(res.Clusters, admin)
+		}
+	}
 	return res, nil
 }
 
@@ -675,8 +725,8 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 // inbound's port, to the local cluster: plaintext with mTLS off; with
 // mTLS, TLS with the RBAC of the inbound (STRICT), or a TLS chain with
 // RBAC and a plaintext chain without, told apart by the TLS inspector
-// (PERMISSIVE).
-func (m *Mesh) envoyInbound(name string, dp string, in *api.DataplaneInbound, ip, local string) (*listener.Listener, error) {
+// (PERMISSIVE). tr (nil: none) traces an HTTP inbound.
+func (m *Mesh) envoyInbound(name string, dp string, in *api.DataplaneInbound, ip, local string, tr *tracer) (*listener.Listener, error) {
 	svc, protocol := in.Tags[api.TagService], protocolOf(in.Tags)
 	filters := func(rules *rbac.RBAC) ([]*listener.Filter, error) {
 		if isHTTP(protocol) {
@@ -688,11 +738,18 @@ func (m *Mesh) envoyInbound(name string, dp string, in *api.DataplaneInbound, ip
 				}
 				hf = append(hf, f)
 			}
-			h, err := hcmInline(statPrefix(name), inboundRoute(svc, local), hf...)
+			h := &hcm.HttpConnectionManager{
+				StatPrefix:     statPrefix(name),
+				RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoute(svc, local)},
+			}
+			if tr != nil {
+				h.Tracing = tr.config
+			}
+			a, err := hcmWith(h, hf...)
 			if err != nil {
 				return nil, err
 			}
-			return []*listener.Filter{networkFilter(wellknown.HTTPConnectionManager, h)}, nil
+			return []*listener.Filter{networkFilter(wellknown.HTTPConnectionManager, a)}, nil
 		}
 		var out []*listener.Filter
 		if rules != nil {

@@ -97,6 +97,16 @@ type MeshView struct {
 	// *api.MeshTrafficPermissionSpec). They are enforced (as RBAC on
 	// inbounds) only with mTLS on, where the source's identity is known.
 	TrafficPermissions []*api.Resource
+	// TrafficTraces are the Mesh's TrafficTraces (Spec
+	// *api.TrafficTraceSpec): tracing, through one of the Mesh's
+	// tracing.backends, on the HTTP connection managers of the Envoys they
+	// select (see the package doc, "Observability").
+	TrafficTraces []*api.Resource
+	// TrafficLogs are the Mesh's TrafficLogs (Spec *api.TrafficLogSpec):
+	// access logs, through one of the Mesh's logging.backends, on the
+	// outbound listeners of the Envoys their sources select towards the
+	// services their destinations select.
+	TrafficLogs []*api.Resource
 }
 
 // MTLS is what generation needs of a Mesh's mutual TLS. Certificates
@@ -137,6 +147,10 @@ type ProxyOptions struct {
 	// carry the same two secrets for the agent that writes those files
 	// (meshd dp grpc-agent, over SDS). Ignored without mTLS.
 	Identity *Identity
+	// AdminPort is the port of the Envoy's admin listener on 127.0.0.1
+	// (its bootstrap's), which the Prometheus stats listener forwards to;
+	// 0 means EnvoyAdminPort (xds/bootstrap's default).
+	AdminPort uint32
 }
 
 // Identity is a proxy's certificate chain (leaf first) and private key, in

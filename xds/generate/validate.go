@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"strconv"
 
+	accesslog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	fileaccesslog "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -56,12 +59,13 @@ type checked map[proto.Message]*refs
 // lookup returns the refs of a resource deep-checked before.
 type lookup func(proto.Message) (*refs, bool)
 
-// problems collects errors, each prefixed with the resource. filters are
-// network filters deep-checked before (a Mesh's shared outbound filters),
-// with their references: checkFilterChain does not unpack them again.
+// problems collects errors, each prefixed with the resource. filters
+// returns the references of network filters deep-checked before (a Mesh's
+// shared outbound filters and their variants): checkFilterChain does not
+// unpack them again.
 type problems struct {
 	errs    []error
-	filters map[*listener.Filter]*refs
+	filters func(*listener.Filter) (*refs, bool)
 }
 
 func (p *problems) add(what, format string, args ...any) {
@@ -74,8 +78,8 @@ func (p *problems) err() error { return errors.Join(p.errs...) }
 func validateSet(r *Resources, done lookup) error { return validateSetWith(r, done, nil) }
 
 // validateSetWith is validateSet that also skips the deep checks of the
-// network filters in filters.
-func validateSetWith(r *Resources, done lookup, filters map[*listener.Filter]*refs) error {
+// network filters filters knows (nil: none).
+func validateSetWith(r *Resources, done lookup, filters func(*listener.Filter) (*refs, bool)) error {
 	if done == nil {
 		done = func(proto.Message) (*refs, bool) { return nil, false }
 	}
@@ -219,15 +223,18 @@ func checkFilterChain(p *problems, what string, fc *listener.FilterChain, rf *re
 		checkTransportSocket(p, what+": transport_socket", ts, rf)
 	}
 	for i, f := range fc.GetFilters() {
-		if known, ok := p.filters[f]; ok {
-			rf.add(known)
-			continue
+		if p.filters != nil {
+			if known, ok := p.filters(f); ok {
+				rf.add(known)
+				continue
+			}
 		}
 		at := fmt.Sprintf("%s.filters[%d] (%s)", what, i, f.GetName())
 		switch m := unpack(p, at, f.GetTypedConfig()).(type) {
 		case *hcm.HttpConnectionManager:
 			checkHCM(p, at, m, rf)
 		case *tcpproxy.TcpProxy:
+			checkAccessLogs(p, at, m.GetAccessLog())
 			if c := m.GetCluster(); c != "" {
 				rf.clusters = append(rf.clusters, c)
 			}
@@ -256,6 +263,27 @@ func checkHCM(p *problems, what string, h *hcm.HttpConnectionManager, rf *refs) 
 			p.add(at, "the router filter must be last")
 		}
 	}
+	checkAccessLogs(p, what, h.GetAccessLog())
+	if pr := h.GetTracing().GetProvider(); pr != nil {
+		at := what + ": tracing.provider"
+		switch m := unpack(p, at, pr.GetTypedConfig()).(type) {
+		case *tracev3.ZipkinConfig:
+			if pr.GetName() != wellknown.Zipkin {
+				p.add(at, "name: must be %s for a ZipkinConfig, not %q", wellknown.Zipkin, pr.GetName())
+			}
+			if c := m.GetCollectorCluster(); c != "" {
+				rf.clusters = append(rf.clusters, c)
+			} else {
+				p.add(at, "collector_cluster: must be set")
+			}
+			if m.GetCollectorEndpoint() == "" {
+				p.add(at, "collector_endpoint: must be set with collector_cluster")
+			}
+		case nil:
+		default:
+			p.add(at, "typed_config: %T is not generated nor checked", m)
+		}
+	}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcm.HttpConnectionManager_Rds:
 		if !adsOrSelf(rs.Rds.GetConfigSource()) {
@@ -267,6 +295,26 @@ func checkHCM(p *problems, what string, h *hcm.HttpConnectionManager, rf *refs) 
 		rf.clusters = append(rf.clusters, inner.clusters...)
 	default:
 		p.add(what, "route_specifier: must be rds or route_config, not %T", rs)
+	}
+}
+
+// checkAccessLogs unpacks and validates access loggers (file loggers are
+// the only ones generated) and their filters.
+func checkAccessLogs(p *problems, what string, logs []*accesslog.AccessLog) {
+	for i, l := range logs {
+		at := fmt.Sprintf("%s: access_log[%d] (%s)", what, i, l.GetName())
+		switch m := unpack(p, at, l.GetTypedConfig()).(type) {
+		case *fileaccesslog.FileAccessLog:
+			if l.GetName() != wellknown.FileAccessLog {
+				p.add(at, "name: must be %s for a FileAccessLog", wellknown.FileAccessLog)
+			}
+		case nil:
+		default:
+			p.add(at, "typed_config: %T is not generated nor checked", m)
+		}
+		if f := l.GetFilter(); f != nil {
+			p.add(at, "filter: access log filters are not generated nor checked")
+		}
 	}
 }
 

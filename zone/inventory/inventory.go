@@ -336,12 +336,23 @@ func (inv *Inventory) ReportedTo() Target {
 	return inv.reportedTo
 }
 
-// Pending implements syncclient.Reports: the reports global has not
-// acknowledged, in sequence order. They must not be modified.
+// Pending returns the reports global has not acknowledged, in sequence
+// order. They must not be modified.
 func (inv *Inventory) Pending() []*syncpb.Report {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	return append([]*syncpb.Report(nil), inv.pending...)
+}
+
+// PendingAfter implements syncclient.Reports: at most limit pending
+// reports with a sequence after after, in order, without copying the rest
+// (a zone may hold thousands while global catches up).
+func (inv *Inventory) PendingAfter(after uint64, limit int) []*syncpb.Report {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	i := sort.Search(len(inv.pending), func(i int) bool { return inv.pending[i].GetSequence() > after })
+	end := min(len(inv.pending), i+max(limit, 0))
+	return append([]*syncpb.Report(nil), inv.pending[i:end]...)
 }
 
 // Watch implements syncclient.Reports: a channel closed when a report is

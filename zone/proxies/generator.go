@@ -85,6 +85,8 @@ func (g *generator) compile() map[string]*generate.Mesh {
 		live[m.Name] = true
 		dps := st.List(api.TypeDataplane, m.Name)
 		mtps := st.List(api.TypeMeshTrafficPermission, m.Name)
+		traces := st.List(api.TypeTrafficTrace, m.Name)
+		logs := st.List(api.TypeTrafficLog, m.Name)
 		spec := m.Spec.(*api.MeshSpec)
 		var auth *certs.Authority
 		if spec.MTLSEnabled() {
@@ -103,8 +105,10 @@ func (g *generator) compile() map[string]*generate.Mesh {
 		for _, r := range dps {
 			hashResource(h, r)
 		}
-		for _, r := range mtps {
-			hashResource(h, r)
+		for _, list := range [][]*api.Resource{mtps, traces, logs} {
+			for _, r := range list {
+				hashResource(h, r)
+			}
 		}
 		if auth != nil {
 			_, _ = h.Write(auth.TrustBundle)
@@ -122,7 +126,7 @@ func (g *generator) compile() map[string]*generate.Mesh {
 			prevMesh = prev.mesh
 		}
 		view := &generate.MeshView{Mesh: m, LocalZone: g.p.cfg.Zone, Zones: zones, Dataplanes: dps, ZoneIngresses: ingresses,
-			TrafficPermissions: mtps}
+			TrafficPermissions: mtps, TrafficTraces: traces, TrafficLogs: logs}
 		if auth != nil {
 			view.MTLS = generate.MTLSOf(spec, auth.TrustBundle)
 		}

@@ -30,14 +30,14 @@ type Replica interface {
 // Reports is the source of the zone's inventory reports (Dataplanes,
 // ZoneIngress) waiting to be written on global.
 type Reports interface {
-	// Pending returns the reports global has not acknowledged yet, in
-	// sequence order.
-	Pending() []*syncpb.Report
+	// PendingAfter returns at most limit of the reports global has not
+	// acknowledged yet whose sequence is after after, in sequence order.
+	PendingAfter(after uint64, limit int) []*syncpb.Report
 	// Acked records global's acknowledgement of report seq (committed), with
 	// the resources global refused.
 	Acked(seq uint64, rejected []*syncpb.Rejection)
 	// Watch returns a channel closed when a new report is pending. Take it
-	// before calling Pending, so that a report added in between is not
+	// before calling PendingAfter, so that a report added in between is not
 	// missed.
 	Watch() <-chan struct{}
 }

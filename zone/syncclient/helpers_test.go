@@ -431,10 +431,16 @@ func (z *zoneReports) add(r *syncpb.Report) {
 	z.notify = make(chan struct{})
 }
 
-func (z *zoneReports) Pending() []*syncpb.Report {
+func (z *zoneReports) PendingAfter(after uint64, limit int) []*syncpb.Report {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	return slices.Clone(z.pending)
+	var out []*syncpb.Report
+	for _, r := range z.pending {
+		if r.GetSequence() > after && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (z *zoneReports) Acked(seq uint64, rejected []*syncpb.Rejection) {

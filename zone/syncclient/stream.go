@@ -361,14 +361,16 @@ func (st *stream) sendReports() error {
 	if reports == nil || st.welcome == nil {
 		return nil
 	}
-	for _, r := range reports.Pending() {
-		if len(st.inFlight) >= maxInFlightReports {
-			return nil
-		}
+	room := maxInFlightReports - len(st.inFlight)
+	if room <= 0 {
+		return nil
+	}
+	var after uint64
+	if st.sentAny {
+		after = st.sentUpTo // sent on this stream already (perhaps acked since)
+	}
+	for _, r := range reports.PendingAfter(after, room) {
 		seq := r.GetSequence()
-		if st.sentAny && seq <= st.sentUpTo {
-			continue // sent on this stream already (perhaps acked since)
-		}
 		if err := st.send(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_Report{Report: r}}); err != nil {
 			return err
 		}
