@@ -367,6 +367,9 @@ func (s *Server) handler(p *parts, registry *prometheus.Registry) (http.Handler,
 			{Pattern: "GET /meshes/{mesh}/dataplanes/{name}/_bootstrap", Handler: func(w http.ResponseWriter, r *http.Request) error {
 				return s.serveBootstrap(w, r, p)
 			}},
+			{Pattern: "GET /meshes/{mesh}/dataplanes/{name}/_config", Handler: func(w http.ResponseWriter, r *http.Request) error {
+				return s.serveDataplaneConfig(w, r, p)
+			}},
 		},
 	})
 	if err != nil {

@@ -125,6 +125,30 @@ func (s *Server) SetResources(nodeID string, res map[string][]types.Resource) (c
 	return changed, nil
 }
 
+// Resources returns the resources the node is served now, by type URL with
+// each type's version; ok is false when the node has none. They must not be
+// modified.
+func (s *Server) Resources(nodeID string) (res map[string][]types.Resource, versions map[string]string, ok bool) {
+	snap, err := s.res.snapshots.GetSnapshot(nodeID)
+	if err != nil || snap == nil {
+		return nil, nil, false
+	}
+	res, versions = map[string][]types.Resource{}, map[string]string{}
+	for typ := types.ResponseType(0); typ < types.UnknownType; typ++ {
+		url, err := cache.GetResponseTypeURL(typ)
+		if err != nil {
+			continue
+		}
+		if got := snap.GetResources(url); len(got) > 0 {
+			for _, r := range got {
+				res[url] = append(res[url], r)
+			}
+			versions[url] = snap.GetVersion(url)
+		}
+	}
+	return res, versions, true
+}
+
 // Clear forgets nodeID's resources and go-control-plane's state for it. Call
 // it when the node's Dataplane is gone; a stream still open for the node
 // receives nothing more until it reconnects.
