@@ -34,34 +34,52 @@ func (c *Client) ZoneOverview(ctx context.Context, name string) (*api.ZoneOvervi
 // ZoneOverviews returns every zone's overview (GET /zones+insights),
 // following the server's pages. Global only; it needs the admin token.
 func (c *Client) ZoneOverviews(ctx context.Context) ([]api.ZoneOverview, error) {
-	segs := []string{"zones+insights"}
+	return listAll[api.ZoneOverview](ctx, c, []string{"zones+insights"}, api.TypeZone)
+}
+
+// DataplaneOverviews returns every Dataplane of mesh with its insight (GET
+// /meshes/{mesh}/dataplanes+insights): online or not, its xDS streams and
+// certificate. Global and zones.
+func (c *Client) DataplaneOverviews(ctx context.Context, mesh string) ([]api.DataplaneOverview, error) {
+	return listAll[api.DataplaneOverview](ctx, c, []string{"meshes", mesh, "dataplanes+insights"}, api.TypeDataplane)
+}
+
+// MeshInsights returns every Mesh's counts (GET /mesh-insights): dataplanes
+// online and total, policies by type, its CA. Global and zones.
+func (c *Client) MeshInsights(ctx context.Context) ([]api.MeshInsight, error) {
+	return listAll[api.MeshInsight](ctx, c, []string{"mesh-insights"}, api.TypeMesh)
+}
+
+// listAll GETs a list route and follows its pages.
+func listAll[T any](ctx context.Context, c *Client, segs []string, typ string) ([]T, error) {
+	path := "/" + strings.Join(segs, "/")
 	q := url.Values{}
-	var out []api.ZoneOverview
+	var out []T
 	for n := 0; ; n++ {
 		if n >= maxPages {
-			return nil, fmt.Errorf("GET /zones+insights: more than %d pages", maxPages)
+			return nil, fmt.Errorf("GET %s: more than %d pages", path, maxPages)
 		}
-		resp, err := c.do(ctx, request{method: http.MethodGet, segments: segs, query: q, typ: api.TypeZone})
+		resp, err := c.do(ctx, request{method: http.MethodGet, segments: segs, query: q, typ: typ})
 		if err != nil {
 			return nil, err
 		}
 		var body struct {
-			Items []api.ZoneOverview `json:"items"`
-			Next  *string            `json:"next"`
+			Items []T     `json:"items"`
+			Next  *string `json:"next"`
 		}
 		if err := json.Unmarshal(resp.body, &body); err != nil {
-			return nil, fmt.Errorf("GET /zones+insights: decoding the answer: %w", err)
+			return nil, fmt.Errorf("GET %s: decoding the answer: %w", path, err)
 		}
 		out = append(out, body.Items...)
 		if body.Next == nil || *body.Next == "" {
 			return out, nil
 		}
 		if len(body.Items) == 0 {
-			return nil, fmt.Errorf("GET /zones+insights: the server sent an empty page with a next link")
+			return nil, fmt.Errorf("GET %s: the server sent an empty page with a next link", path)
 		}
 		next, err := url.Parse(*body.Next)
 		if err != nil {
-			return nil, fmt.Errorf("GET /zones+insights: bad next link %q: %w", *body.Next, err)
+			return nil, fmt.Errorf("GET %s: bad next link %q: %w", path, *body.Next, err)
 		}
 		q = next.Query()
 	}

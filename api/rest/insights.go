@@ -15,34 +15,6 @@ import (
 //	GET /mesh-insights                             MeshInsight list, one per Mesh
 //	GET /mesh-insights/{name}                      one MeshInsight
 
-// MeshInsight counts a Mesh's dataplanes and policies (Kuma's MeshInsight).
-type MeshInsight struct {
-	Type       string                       `json:"type"`
-	Name       string                       `json:"name"`
-	Dataplanes MeshInsightDataplanes        `json:"dataplanes"`
-	Policies   map[string]MeshInsightPolicy `json:"policies"`
-	// MTLS is the Mesh's enabled CA backend ("" when mTLS is off).
-	MTLS MeshInsightMTLS `json:"mTLS"`
-}
-
-// MeshInsightDataplanes counts a Mesh's dataplanes by state.
-type MeshInsightDataplanes struct {
-	Total   int `json:"total"`
-	Online  int `json:"online"`
-	Offline int `json:"offline"`
-}
-
-// MeshInsightPolicy counts one policy type.
-type MeshInsightPolicy struct {
-	Total int `json:"total"`
-}
-
-// MeshInsightMTLS is the Mesh's CA.
-type MeshInsightMTLS struct {
-	EnabledBackend string `json:"enabledBackend,omitempty"`
-	Type           string `json:"type,omitempty"`
-}
-
 func (s *server) handleInsights() {
 	s.handle("GET /meshes/{mesh}/dataplanes+insights", authedRoute, s.dataplaneOverviews)
 	s.handle("GET /meshes/{mesh}/dataplanes+insights/{name}", authedRoute, s.dataplaneOverview)
@@ -83,10 +55,10 @@ func (s *server) dataplaneOverview(w http.ResponseWriter, r *http.Request) error
 }
 
 // meshInsightOf counts one Mesh.
-func (s *server) meshInsightOf(r *http.Request, mesh *api.Resource) (MeshInsight, error) {
-	mi := MeshInsight{Type: "MeshInsight", Name: mesh.Name, Policies: map[string]MeshInsightPolicy{}}
+func (s *server) meshInsightOf(r *http.Request, mesh *api.Resource) (api.MeshInsight, error) {
+	mi := api.MeshInsight{Type: api.TypeMeshInsight, Name: mesh.Name, Policies: map[string]api.MeshInsightPolicy{}}
 	if b := mesh.Spec.(*api.MeshSpec).MTLSBackend(); b != nil {
-		mi.MTLS = MeshInsightMTLS{EnabledBackend: b.Name, Type: b.Type}
+		mi.MTLS = api.MeshInsightMTLS{EnabledBackend: b.Name, Type: b.Type}
 	}
 	for _, d := range api.Types() {
 		if d.Scope != api.ScopeMesh || d.System {
@@ -98,7 +70,7 @@ func (s *server) meshInsightOf(r *http.Request, mesh *api.Resource) (MeshInsight
 		}
 		if d.Name != api.TypeDataplane {
 			if len(items) > 0 {
-				mi.Policies[d.Name] = MeshInsightPolicy{Total: len(items)}
+				mi.Policies[d.Name] = api.MeshInsightPolicy{Total: len(items)}
 			}
 			continue
 		}

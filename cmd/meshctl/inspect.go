@@ -114,5 +114,6 @@ leader, and its Raft and API addresses. Needs the admin token.`,
 	}
 	global.Flags().StringVarP(&globalFormat, "output", "o", "table", "output format: table, yaml, json")
 	cmd.AddCommand(global)
+	cmd.AddCommand(newInspectDataplanesCmd(g), newInspectMeshesCmd(g))
 	return cmd
 }

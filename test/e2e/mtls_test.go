@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -215,4 +216,43 @@ func TestSharedProvidedCA(t *testing.T) {
 	harness.Eventually(t, 20*time.Second, "the cross-mesh call", func() bool {
 		return directCall(server.port, certCreds(t, caller)) == nil
 	})
+
+	// Insights: echo-c is online on its zone and on global, with its
+	// certificate; once its streams end (application and agent), offline
+	// within the documented time (1 s flush, then the report to global).
+	onGlobal := newCtl(t, "MESHCTL_API="+f.global.URL(), "MESHCTL_TOKEN="+f.gn.token)
+	onZone := newCtl(t, "MESHCTL_API="+f.zones["zone-1"].URL())
+	row := func(c *ctl, name string) string {
+		for _, line := range strings.Split(c.ok(t, "", "inspect", "dataplanes", "-m", "c").stdout, "\n") {
+			if strings.Contains(line, " "+name+" ") {
+				return line
+			}
+		}
+		return ""
+	}
+	harness.Eventually(t, 20*time.Second, "echo-c online on global with its certificate", func() bool {
+		r := row(onGlobal, "zone-1.echo-c")
+		return strings.Contains(r, " online ") && strings.Contains(r, " grpc ") && strings.Contains(r, " in ")
+	})
+	if r := row(onZone, "echo-c"); !strings.Contains(r, " online ") {
+		t.Errorf("echo-c on its zone: %q", r)
+	}
+	if out := onGlobal.ok(t, "", "inspect", "meshes").stdout; !strings.Contains(out, "shared (provided)") {
+		t.Errorf("inspect meshes:\n%s", out)
+	}
+	server.app.Stop(t)
+	server.agent.Stop(t)
+	stopped := time.Now()
+	harness.Eventually(t, 15*time.Second, "echo-c offline on global", func() bool {
+		return strings.Contains(row(onGlobal, "zone-1.echo-c"), " offline ")
+	})
+	t.Logf("echo-c offline on global %s after its streams ended", time.Since(stopped).Round(10*time.Millisecond))
+	var gi struct {
+		Dataplanes struct{ Total, Online int } `json:"dataplanes"`
+		Zones      struct{ Total, Online int } `json:"zones"`
+	}
+	res := f.gn.get(t, "/global-insight")
+	if res.status != http.StatusOK || json.Unmarshal(res.body, &gi) != nil || gi.Zones.Online != 2 || gi.Dataplanes.Total < 2 {
+		t.Errorf("global-insight: %s", res)
+	}
 }
