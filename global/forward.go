@@ -22,6 +22,7 @@ import (
 //	POST /_internal/raft/read-index  the leader's barrier for a follower's consistent read
 //	POST /_internal/raft/leave       a node leaving gracefully asks the leader to remove it
 //	GET  /_internal/status           this node's own Raft view
+//	POST /_internal/zones/config     a Dataplane's config dump, asked of a zone whose stream this node serves
 //
 // The leader's API address comes from gossip metadata.
 

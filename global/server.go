@@ -208,6 +208,9 @@ type Server struct {
 	insights  *zoneInsights
 	// syncMetrics are the sync server's, kept across restarts of its port.
 	syncMetrics *syncserver.Metrics
+	// syncServer is the sync server while the sync port serves (nil
+	// before): requests to zones go through its streams.
+	syncServer atomic.Pointer[syncserver.Server]
 }
 
 // New builds a global node; it starts nothing (see Run).
@@ -286,6 +289,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		{"POST /_internal/raft/read-index", s.internal(s.handleReadIndex)},
 		{"POST /_internal/raft/leave", s.internal(s.handleLeave)},
 		{"GET /_internal/status", s.internal(s.handleLocalStatus)},
+		{"POST /_internal/zones/config", s.internal(s.handleZoneConfig)},
 	} {
 		h, err := rest.InstrumentHandler(s.registry, rt.pattern, rt.h)
 		if err != nil {

@@ -66,6 +66,8 @@ func (s *Server) serveSync(ctx context.Context) error {
 	}
 	gs := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(16<<20))
 	syncpb.RegisterSyncServiceServer(gs, srv)
+	s.syncServer.Store(srv)
+	defer s.syncServer.Store(nil)
 	s.logger.Info("sync port serving", "sync", ln.Addr().String(), "tls", !s.cfg.SyncInsecure)
 	done := make(chan error, 1)
 	go func() { done <- gs.Serve(ln) }()

@@ -22,6 +22,7 @@ import (
 //	GET /meshes/{mesh}/{plural}/{name}/_status  api.ResourceStatus: the resource in every zone
 //	GET /meshes/{name}/_status                  the same for a Mesh
 //	GET /{plural}/{name}/_status                the same for the other global-scoped types
+//	GET /meshes/{mesh}/dataplanes/{name}/_config a Dataplane's config dump, asked of its zone (zoneconfig.go)
 //
 // They are computed by the answering node from its replicated state, its
 // own sync streams (first-hand) and its gossip view (for streams other
@@ -35,6 +36,7 @@ func (s *Server) zoneRoutes() []rest.Route {
 		{Pattern: "GET /meshes/{mesh}/{plural}/{name}/_status", Handler: s.handleResourceStatus},
 		{Pattern: "GET /meshes/{name}/_status", Handler: s.handleResourceStatus},
 		{Pattern: "GET /global-insight", Handler: s.handleGlobalInsight},
+		{Pattern: "GET /meshes/{mesh}/dataplanes/{name}/_config", Handler: s.handleDataplaneConfig},
 	}
 	for _, d := range api.Types() {
 		if d.Scope == api.ScopeGlobal && d.Name != api.TypeMesh {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -193,6 +194,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		Reports:           inv,
 		Backoff:           s.cfg.SyncBackoff,
 		HeartbeatInterval: s.cfg.SyncHeartbeatInterval,
+		ConfigDumper:      s.configDumpJSON,
 	}, s.base.With("component", "sync"))
 	if err != nil {
 		return err
@@ -460,6 +462,21 @@ func ready(p *parts) error {
 		msg += " (last attempt: " + st.LastError.Error() + ")"
 	}
 	return errors.New(msg)
+}
+
+// configDumpJSON answers global's ConfigRequests (syncclient.Config.
+// ConfigDumper): the dump GET /meshes/{mesh}/dataplanes/{name}/_config
+// answers, in JSON; its errors' text reaches global's caller.
+func (s *Server) configDumpJSON(_ context.Context, mesh, name string) ([]byte, error) {
+	p := s.parts.Load()
+	if p == nil {
+		return nil, fmt.Errorf("zone %q replica %q is not running", s.cfg.Zone, s.cfg.ReplicaID)
+	}
+	dump, err := s.dataplaneConfig(p, mesh, name)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(dump)
 }
 
 // APIAddr returns the address the API listens on while Run runs (useful with

@@ -257,7 +257,10 @@ func getBootstrap(ctx context.Context, base, token string, retryFor time.Duratio
 		path.WriteByte('/')
 		path.WriteString(url.PathEscape(s))
 	}
-	u := strings.TrimSuffix(base, "/") + path.String() + "?" + q.Encode()
+	u := strings.TrimSuffix(base, "/") + path.String()
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
 	start := time.Now()
 	wait := 100 * time.Millisecond
 	for {

@@ -11,20 +11,28 @@ import (
 
 func newInspectCmd(g *globals) *cobra.Command {
 	var format, mesh string
+	var config bool
 	cmd := &cobra.Command{
 		Use:   "inspect TYPE NAME",
 		Short: "Inspect the control plane, its zones, or where a resource is applied",
 		Long: `Inspect the control plane itself (inspect global), its zones (inspect zones),
 or, for one resource, its state in every zone (GET .../{name}/_status):
 applied, pending, rejected (with the zone's reason) or not-sent, and whether
-each zone is online. This answers "is my change live everywhere?". TYPE is a
-type name, its plural or an alias:
+each zone is online. This answers "is my change live everywhere?".
+With --config, for a Dataplane: the xDS resources its proxy is served now
+(GET /meshes/{mesh}/dataplanes/{name}/_config, private keys redacted), from a
+zone's API, or from global's, which asks the Dataplane's zone (name it there
+as ZONE.NAME). TYPE is a type name, its plural or an alias:
   ` + strings.Join(typeHelp(), "\n  "),
 		Example: `  meshctl inspect meshtrafficpermission allow-all --mesh default
+  meshctl inspect dataplane web-1 --mesh default --config
   meshctl inspect zones
   meshctl inspect zones zone-1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if config {
+				return inspectConfig(cmd, g, args[0], args[1], mesh)
+			}
 			f, err := output.ParseFormat(format)
 			if err != nil {
 				return err
@@ -43,6 +51,7 @@ type name, its plural or an alias:
 	}
 	cmd.Flags().StringVarP(&mesh, "mesh", "m", "", "mesh of mesh-scoped types (default \"default\")")
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, yaml, json")
+	cmd.Flags().BoolVar(&config, "config", false, "for a Dataplane: print the xDS config its proxy is served (JSON)")
 
 	var zonesFormat string
 	zones := &cobra.Command{

@@ -274,6 +274,7 @@ type harness struct {
 	reports  *fakeReports
 	insights *fakeInsights
 	lis      *bufconn.Listener
+	srv      *syncserver.Server
 }
 
 const clusterID = "cluster-a"
@@ -296,6 +297,7 @@ func newHarness(t *testing.T, configure func(*syncserver.Config)) *harness {
 	if err != nil {
 		t.Fatalf("syncserver.New: %v", err)
 	}
+	h.srv = srv
 	gs := grpc.NewServer()
 	syncpb.RegisterSyncServiceServer(gs, srv)
 	done := make(chan struct{})

@@ -160,6 +160,8 @@ func responseType(m *syncpb.StreamResponse) string {
 		return "report_ack"
 	case *syncpb.StreamResponse_CertificateResponse:
 		return "certificate_response"
+	case *syncpb.StreamResponse_ConfigRequest:
+		return "config_request"
 	case *syncpb.StreamResponse_Heartbeat:
 		return "heartbeat"
 	}
@@ -176,6 +178,8 @@ func requestType(m *syncpb.StreamRequest) string {
 		return "report"
 	case *syncpb.StreamRequest_CertificateRequest:
 		return "certificate_request"
+	case *syncpb.StreamRequest_ConfigResponse:
+		return "config_response"
 	case *syncpb.StreamRequest_Heartbeat:
 		return "heartbeat"
 	}

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -158,6 +160,12 @@ type Server struct {
 	syncpb.UnimplementedSyncServiceServer
 	cfg    Config
 	logger *slog.Logger
+
+	// sessions are the live (welcomed) sessions on this node, by zone, for
+	// the requests global sends zones (RequestConfig).
+	mu       sync.Mutex
+	sessions map[string]map[*session]struct{}
+	nextCall atomic.Uint64
 }
 
 // New builds the server; register it on a grpc.Server with
@@ -166,7 +174,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sync server: %w", err)
 	}
-	return &Server{cfg: cfg, logger: logger}, nil
+	return &Server{cfg: cfg, logger: logger, sessions: map[string]map[*session]struct{}{}}, nil
 }
 
 // Stream serves one zone replica's stream.
@@ -227,6 +235,8 @@ func (s *Server) Stream(stream syncpb.SyncService_StreamServer) error {
 	s.cfg.Insights.Connected(zone, sess.replica, s.cfg.NodeID, time.Now())
 	sess.startWriter(ctx)
 	err = sess.run(ctx, hello, recv, recvErr)
+	s.unregister(sess)
+	sess.failCalls(err)
 	sess.stopWriter()
 	zm.closed(err)
 	s.cfg.Insights.Disconnected(zone, sess.replica, time.Now(), err)
@@ -280,6 +290,16 @@ type session struct {
 	logger  *slog.Logger
 	metrics *zoneMetrics
 	cursor  uint64 // the revision the zone has been sent up to
+	// connected is when the zone was welcomed (RequestConfig prefers the
+	// newest session).
+	connected time.Time
+
+	// calls are the config requests sent on this stream and not answered,
+	// by request id; ended is set (and calls failed) when the session ends.
+	// Callers (RequestConfig) and the loop share them under callsMu.
+	callsMu sync.Mutex
+	calls   map[string]chan configResult
+	ended   bool
 
 	// The writer goroutine is the only caller of stream.Send: a zone that
 	// stops reading blocks it, not the session's loop, which keeps
@@ -374,6 +394,9 @@ func (ss *session) run(ctx context.Context, hello *syncpb.Hello, recv <-chan *sy
 		return err
 	}
 	ss.logger.Info("zone connected", "from_revision", hello.GetLastRevision(), "reset", reset)
+	// Requests to the zone may follow the Welcome on the writer's queue.
+	ss.connected = time.Now()
+	ss.s.register(ss)
 	if !reset && hello.GetLastRevision() > 0 {
 		// The zone holds this cluster's state up to its Hello's revision:
 		// that is an acknowledgement (a zone resuming with nothing new to
@@ -512,6 +535,8 @@ func (ss *session) handle(ctx context.Context, msg *syncpb.StreamRequest) error 
 			ss.logger.Info("signed a zone's intermediate CA", "mesh", req.GetMesh(), "backend", req.GetBackend())
 		}
 		return ss.send(&syncpb.StreamResponse{Msg: &syncpb.StreamResponse_CertificateResponse{CertificateResponse: resp}})
+	case *syncpb.StreamRequest_ConfigResponse:
+		ss.answered(m.ConfigResponse)
 	case *syncpb.StreamRequest_Heartbeat:
 	case *syncpb.StreamRequest_Hello:
 		return status.Error(codes.InvalidArgument, "hello sent twice")

@@ -35,6 +35,7 @@ type StreamRequest struct {
 	//	*StreamRequest_Report
 	//	*StreamRequest_Heartbeat
 	//	*StreamRequest_CertificateRequest
+	//	*StreamRequest_ConfigResponse
 	Msg           isStreamRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -122,6 +123,15 @@ func (x *StreamRequest) GetCertificateRequest() *CertificateRequest {
 	return nil
 }
 
+func (x *StreamRequest) GetConfigResponse() *ConfigResponse {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamRequest_ConfigResponse); ok {
+			return x.ConfigResponse
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Msg interface {
 	isStreamRequest_Msg()
 }
@@ -146,6 +156,10 @@ type StreamRequest_CertificateRequest struct {
 	CertificateRequest *CertificateRequest `protobuf:"bytes,5,opt,name=certificate_request,json=certificateRequest,proto3,oneof"`
 }
 
+type StreamRequest_ConfigResponse struct {
+	ConfigResponse *ConfigResponse `protobuf:"bytes,6,opt,name=config_response,json=configResponse,proto3,oneof"`
+}
+
 func (*StreamRequest_Hello) isStreamRequest_Msg() {}
 
 func (*StreamRequest_Ack) isStreamRequest_Msg() {}
@@ -155,6 +169,8 @@ func (*StreamRequest_Report) isStreamRequest_Msg() {}
 func (*StreamRequest_Heartbeat) isStreamRequest_Msg() {}
 
 func (*StreamRequest_CertificateRequest) isStreamRequest_Msg() {}
+
+func (*StreamRequest_ConfigResponse) isStreamRequest_Msg() {}
 
 // StreamResponse is a message from global to a zone.
 type StreamResponse struct {
@@ -167,6 +183,7 @@ type StreamResponse struct {
 	//	*StreamResponse_ReportAck
 	//	*StreamResponse_Heartbeat
 	//	*StreamResponse_CertificateResponse
+	//	*StreamResponse_ConfigRequest
 	Msg           isStreamResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -263,6 +280,15 @@ func (x *StreamResponse) GetCertificateResponse() *CertificateResponse {
 	return nil
 }
 
+func (x *StreamResponse) GetConfigRequest() *ConfigRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamResponse_ConfigRequest); ok {
+			return x.ConfigRequest
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Msg interface {
 	isStreamResponse_Msg()
 }
@@ -291,6 +317,10 @@ type StreamResponse_CertificateResponse struct {
 	CertificateResponse *CertificateResponse `protobuf:"bytes,6,opt,name=certificate_response,json=certificateResponse,proto3,oneof"`
 }
 
+type StreamResponse_ConfigRequest struct {
+	ConfigRequest *ConfigRequest `protobuf:"bytes,7,opt,name=config_request,json=configRequest,proto3,oneof"`
+}
+
 func (*StreamResponse_Welcome) isStreamResponse_Msg() {}
 
 func (*StreamResponse_Changes) isStreamResponse_Msg() {}
@@ -302,6 +332,8 @@ func (*StreamResponse_ReportAck) isStreamResponse_Msg() {}
 func (*StreamResponse_Heartbeat) isStreamResponse_Msg() {}
 
 func (*StreamResponse_CertificateResponse) isStreamResponse_Msg() {}
+
+func (*StreamResponse_ConfigRequest) isStreamResponse_Msg() {}
 
 // Hello opens the stream.
 type Hello struct {
@@ -1206,18 +1238,154 @@ func (x *CertificateResponse) GetError() string {
 	return ""
 }
 
+// ConfigRequest asks the zone for the config dump of one of its Dataplanes:
+// the xDS resources the zone replica at the other end of the stream serves
+// the Dataplane's proxy now, as its API answers
+// GET /meshes/{mesh}/dataplanes/{name}/_config (private keys redacted).
+// Global relays it to users of its own API: global never dials zones, so
+// the question travels on the zone's stream. A zone that does not know the
+// message ignores it (the request times out on global).
+type ConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is global's, echoed in the response.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Mesh      string `protobuf:"bytes,2,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	// name is the Dataplane's name in the zone (its kuma.io/display-name on
+	// global, not global's zone-qualified name).
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigRequest) Reset() {
+	*x = ConfigRequest{}
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigRequest) ProtoMessage() {}
+
+func (x *ConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigRequest.ProtoReflect.Descriptor instead.
+func (*ConfigRequest) Descriptor() ([]byte, []int) {
+	return file_meshfed_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConfigRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ConfigRequest) GetMesh() string {
+	if x != nil {
+		return x.Mesh
+	}
+	return ""
+}
+
+func (x *ConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ConfigResponse answers a ConfigRequest: the dump, or why not.
+type ConfigResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// json is the zone's config dump as its API serves it (a JSON object).
+	Json []byte `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	// error is set when the zone has no dump to give (no such Dataplane, its
+	// proxy is not connected to this replica, the zone does not serve dumps),
+	// and json is not.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigResponse) Reset() {
+	*x = ConfigResponse{}
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigResponse) ProtoMessage() {}
+
+func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meshfed_sync_v1_sync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigResponse.ProtoReflect.Descriptor instead.
+func (*ConfigResponse) Descriptor() ([]byte, []int) {
+	return file_meshfed_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConfigResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ConfigResponse) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+func (x *ConfigResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_meshfed_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_meshfed_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x1ameshfed/sync/v1/sync.proto\x12\x0fmeshfed.sync.v1\"\xb7\x02\n" +
+	"\x1ameshfed/sync/v1/sync.proto\x12\x0fmeshfed.sync.v1\"\x83\x03\n" +
 	"\rStreamRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.meshfed.sync.v1.HelloH\x00R\x05hello\x12(\n" +
 	"\x03ack\x18\x02 \x01(\v2\x14.meshfed.sync.v1.AckH\x00R\x03ack\x121\n" +
 	"\x06report\x18\x03 \x01(\v2\x17.meshfed.sync.v1.ReportH\x00R\x06report\x12:\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeat\x12V\n" +
-	"\x13certificate_request\x18\x05 \x01(\v2#.meshfed.sync.v1.CertificateRequestH\x00R\x12certificateRequestB\x05\n" +
-	"\x03msg\"\x87\x03\n" +
+	"\x13certificate_request\x18\x05 \x01(\v2#.meshfed.sync.v1.CertificateRequestH\x00R\x12certificateRequest\x12J\n" +
+	"\x0fconfig_response\x18\x06 \x01(\v2\x1f.meshfed.sync.v1.ConfigResponseH\x00R\x0econfigResponseB\x05\n" +
+	"\x03msg\"\xd0\x03\n" +
 	"\x0eStreamResponse\x124\n" +
 	"\awelcome\x18\x01 \x01(\v2\x18.meshfed.sync.v1.WelcomeH\x00R\awelcome\x124\n" +
 	"\achanges\x18\x02 \x01(\v2\x18.meshfed.sync.v1.ChangesH\x00R\achanges\x12.\n" +
@@ -1225,7 +1393,8 @@ const file_meshfed_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
 	"report_ack\x18\x04 \x01(\v2\x1a.meshfed.sync.v1.ReportAckH\x00R\treportAck\x12:\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x1a.meshfed.sync.v1.HeartbeatH\x00R\theartbeat\x12Y\n" +
-	"\x14certificate_response\x18\x06 \x01(\v2$.meshfed.sync.v1.CertificateResponseH\x00R\x13certificateResponseB\x05\n" +
+	"\x14certificate_response\x18\x06 \x01(\v2$.meshfed.sync.v1.CertificateResponseH\x00R\x13certificateResponse\x12G\n" +
+	"\x0econfig_request\x18\a \x01(\v2\x1e.meshfed.sync.v1.ConfigRequestH\x00R\rconfigRequestB\x05\n" +
 	"\x03msg\"\xb8\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1d\n" +
@@ -1294,7 +1463,17 @@ const file_meshfed_sync_v1_sync_proto_rawDesc = "" +
 	"\abackend\x18\x03 \x01(\tR\abackend\x12'\n" +
 	"\x0fcertificate_pem\x18\x04 \x01(\fR\x0ecertificatePem\x12(\n" +
 	"\x10trust_bundle_pem\x18\x05 \x01(\fR\x0etrustBundlePem\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error2\\\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"V\n" +
+	"\rConfigRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"Y\n" +
+	"\x0eConfigResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error2\\\n" +
 	"\vSyncService\x12M\n" +
 	"\x06Stream\x12\x1e.meshfed.sync.v1.StreamRequest\x1a\x1f.meshfed.sync.v1.StreamResponse(\x010\x01B/Z-github.com/meshfed/meshfed/sync/syncpb;syncpbb\x06proto3"
 
@@ -1310,7 +1489,7 @@ func file_meshfed_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_meshfed_sync_v1_sync_proto_rawDescData
 }
 
-var file_meshfed_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_meshfed_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_meshfed_sync_v1_sync_proto_goTypes = []any{
 	(*StreamRequest)(nil),       // 0: meshfed.sync.v1.StreamRequest
 	(*StreamResponse)(nil),      // 1: meshfed.sync.v1.StreamResponse
@@ -1327,6 +1506,8 @@ var file_meshfed_sync_v1_sync_proto_goTypes = []any{
 	(*Heartbeat)(nil),           // 12: meshfed.sync.v1.Heartbeat
 	(*CertificateRequest)(nil),  // 13: meshfed.sync.v1.CertificateRequest
 	(*CertificateResponse)(nil), // 14: meshfed.sync.v1.CertificateResponse
+	(*ConfigRequest)(nil),       // 15: meshfed.sync.v1.ConfigRequest
+	(*ConfigResponse)(nil),      // 16: meshfed.sync.v1.ConfigResponse
 }
 var file_meshfed_sync_v1_sync_proto_depIdxs = []int32{
 	2,  // 0: meshfed.sync.v1.StreamRequest.hello:type_name -> meshfed.sync.v1.Hello
@@ -1334,26 +1515,28 @@ var file_meshfed_sync_v1_sync_proto_depIdxs = []int32{
 	10, // 2: meshfed.sync.v1.StreamRequest.report:type_name -> meshfed.sync.v1.Report
 	12, // 3: meshfed.sync.v1.StreamRequest.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
 	13, // 4: meshfed.sync.v1.StreamRequest.certificate_request:type_name -> meshfed.sync.v1.CertificateRequest
-	3,  // 5: meshfed.sync.v1.StreamResponse.welcome:type_name -> meshfed.sync.v1.Welcome
-	6,  // 6: meshfed.sync.v1.StreamResponse.changes:type_name -> meshfed.sync.v1.Changes
-	7,  // 7: meshfed.sync.v1.StreamResponse.reset:type_name -> meshfed.sync.v1.Reset
-	11, // 8: meshfed.sync.v1.StreamResponse.report_ack:type_name -> meshfed.sync.v1.ReportAck
-	12, // 9: meshfed.sync.v1.StreamResponse.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
-	14, // 10: meshfed.sync.v1.StreamResponse.certificate_response:type_name -> meshfed.sync.v1.CertificateResponse
-	4,  // 11: meshfed.sync.v1.Changes.upserts:type_name -> meshfed.sync.v1.Resource
-	5,  // 12: meshfed.sync.v1.Changes.deletes:type_name -> meshfed.sync.v1.Deletion
-	4,  // 13: meshfed.sync.v1.Reset.resources:type_name -> meshfed.sync.v1.Resource
-	9,  // 14: meshfed.sync.v1.Ack.rejected:type_name -> meshfed.sync.v1.Rejection
-	4,  // 15: meshfed.sync.v1.Report.upserts:type_name -> meshfed.sync.v1.Resource
-	5,  // 16: meshfed.sync.v1.Report.deletes:type_name -> meshfed.sync.v1.Deletion
-	9,  // 17: meshfed.sync.v1.ReportAck.rejected:type_name -> meshfed.sync.v1.Rejection
-	0,  // 18: meshfed.sync.v1.SyncService.Stream:input_type -> meshfed.sync.v1.StreamRequest
-	1,  // 19: meshfed.sync.v1.SyncService.Stream:output_type -> meshfed.sync.v1.StreamResponse
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	16, // 5: meshfed.sync.v1.StreamRequest.config_response:type_name -> meshfed.sync.v1.ConfigResponse
+	3,  // 6: meshfed.sync.v1.StreamResponse.welcome:type_name -> meshfed.sync.v1.Welcome
+	6,  // 7: meshfed.sync.v1.StreamResponse.changes:type_name -> meshfed.sync.v1.Changes
+	7,  // 8: meshfed.sync.v1.StreamResponse.reset:type_name -> meshfed.sync.v1.Reset
+	11, // 9: meshfed.sync.v1.StreamResponse.report_ack:type_name -> meshfed.sync.v1.ReportAck
+	12, // 10: meshfed.sync.v1.StreamResponse.heartbeat:type_name -> meshfed.sync.v1.Heartbeat
+	14, // 11: meshfed.sync.v1.StreamResponse.certificate_response:type_name -> meshfed.sync.v1.CertificateResponse
+	15, // 12: meshfed.sync.v1.StreamResponse.config_request:type_name -> meshfed.sync.v1.ConfigRequest
+	4,  // 13: meshfed.sync.v1.Changes.upserts:type_name -> meshfed.sync.v1.Resource
+	5,  // 14: meshfed.sync.v1.Changes.deletes:type_name -> meshfed.sync.v1.Deletion
+	4,  // 15: meshfed.sync.v1.Reset.resources:type_name -> meshfed.sync.v1.Resource
+	9,  // 16: meshfed.sync.v1.Ack.rejected:type_name -> meshfed.sync.v1.Rejection
+	4,  // 17: meshfed.sync.v1.Report.upserts:type_name -> meshfed.sync.v1.Resource
+	5,  // 18: meshfed.sync.v1.Report.deletes:type_name -> meshfed.sync.v1.Deletion
+	9,  // 19: meshfed.sync.v1.ReportAck.rejected:type_name -> meshfed.sync.v1.Rejection
+	0,  // 20: meshfed.sync.v1.SyncService.Stream:input_type -> meshfed.sync.v1.StreamRequest
+	1,  // 21: meshfed.sync.v1.SyncService.Stream:output_type -> meshfed.sync.v1.StreamResponse
+	21, // [21:22] is the sub-list for method output_type
+	20, // [20:21] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_meshfed_sync_v1_sync_proto_init() }
@@ -1367,6 +1550,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 		(*StreamRequest_Report)(nil),
 		(*StreamRequest_Heartbeat)(nil),
 		(*StreamRequest_CertificateRequest)(nil),
+		(*StreamRequest_ConfigResponse)(nil),
 	}
 	file_meshfed_sync_v1_sync_proto_msgTypes[1].OneofWrappers = []any{
 		(*StreamResponse_Welcome)(nil),
@@ -1375,6 +1559,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 		(*StreamResponse_ReportAck)(nil),
 		(*StreamResponse_Heartbeat)(nil),
 		(*StreamResponse_CertificateResponse)(nil),
+		(*StreamResponse_ConfigRequest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1382,7 +1567,7 @@ func file_meshfed_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meshfed_sync_v1_sync_proto_rawDesc), len(file_meshfed_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -114,6 +114,9 @@ type federation struct {
 	gAPI, zAPI   endpoint
 	// xdsAddr is the zone's xDS server.
 	xdsAddr string
+	// gGossip is the global node's gossip address (for a second node to
+	// join).
+	gGossip string
 	// zoneServer is the zone's current server (replaced at each start).
 	zoneServer *zonecp.Server
 }
@@ -139,6 +142,7 @@ func startFederation(t *testing.T) *federation {
 		return srv.Run
 	})
 	f.gAPI = endpoint{base: "http://" + gcfg.APIAddr}
+	f.gGossip = gcfg.GossipAddr
 	harness.WaitReady(t, f.gAPI.base, 30*time.Second)
 	harness.Eventually(t, 10*time.Second, "admin token and sync CA files", func() bool {
 		tok, err1 := os.ReadFile(filepath.Join(gdir, global.AdminTokenFile))

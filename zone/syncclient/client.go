@@ -69,6 +69,9 @@ const (
 	// silentIntervals: global silent for this many heartbeat intervals is
 	// dropped.
 	silentIntervals = 3
+	// maxConfigDumps bounds the ConfigDumper calls running for one stream;
+	// global's requests beyond it are answered "busy" at once.
+	maxConfigDumps = 4
 )
 
 // Status is what the client knows of its connection, for the zone's API.

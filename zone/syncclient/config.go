@@ -1,6 +1,7 @@
 package syncclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -95,6 +96,16 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Capabilities are announced in Hello (for future protocol changes).
 	Capabilities []string
+	// ConfigDumper answers global's ConfigRequests: the JSON config dump of
+	// Dataplane name (the zone's name for it) in mesh, as the zone's API
+	// serves it, or an error whose text global shows (a missing Dataplane,
+	// a proxy not connected to this replica). It runs off the stream's
+	// loop, at most maxConfigDumps at a time, and must return soon after
+	// ctx ends (ConfigDumpTimeout). Nil answers every request with an error.
+	ConfigDumper func(ctx context.Context, mesh, name string) ([]byte, error)
+	// ConfigDumpTimeout bounds one ConfigDumper call; global is told it
+	// timed out. Default 5s.
+	ConfigDumpTimeout time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -144,6 +155,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.ConfigDumpTimeout == 0 {
+		c.ConfigDumpTimeout = 5 * time.Second
+	}
+	if c.ConfigDumpTimeout < 0 {
+		errs = append(errs, errors.New("config dump timeout must not be negative"))
 	}
 	if c.HeartbeatInterval < 0 {
 		errs = append(errs, errors.New("heartbeat interval must not be negative"))

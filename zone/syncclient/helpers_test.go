@@ -370,6 +370,7 @@ type node struct {
 	store    *fakeStore
 	insights *fakeInsights
 	rec      *recorder
+	srv      *syncserver.Server
 	gs       *grpc.Server
 	done     chan struct{}
 	stopOnce sync.Once
@@ -390,7 +391,7 @@ func startNode(t *testing.T, id string, feed *fakeFeed, configure func(*syncserv
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.addr = lis.Addr().String()
+	n.addr, n.srv = lis.Addr().String(), srv
 	n.gs = grpc.NewServer(grpc.StreamInterceptor(n.rec.intercept))
 	syncpb.RegisterSyncServiceServer(n.gs, srv)
 	go func() {

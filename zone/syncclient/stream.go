@@ -39,6 +39,14 @@ type stream struct {
 	certCalls map[string]*certCall
 	nextCall  uint64
 
+	// Global's config requests being answered: each runs in a goroutine
+	// (counted in wg, bounded by sctx) that hands its answer to the loop on
+	// configAnswers; configDumps counts them.
+	sctx          context.Context
+	wg            *sync.WaitGroup
+	configAnswers chan *syncpb.ConfigResponse
+	configDumps   int
+
 	reportsWatch <-chan struct{}
 	inFlight     map[uint64]bool // reports sent on this stream, not acknowledged
 	sentAny      bool            // a report was sent on this stream,
@@ -81,6 +89,7 @@ func (st *stream) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (deferred later, so run first)
 	defer cancel(nil)
+	st.sctx, st.wg, st.configAnswers = sctx, &wg, make(chan *syncpb.ConfigResponse)
 
 	// The receive goroutine: everything global sends, to the loop.
 	recv := make(chan *syncpb.StreamResponse)
@@ -155,6 +164,11 @@ func (st *stream) run(ctx context.Context) error {
 			req.RequestId = id
 			st.certCalls[id] = call
 			if err := st.send(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_CertificateRequest{CertificateRequest: req}}); err != nil {
+				return err
+			}
+		case resp := <-st.configAnswers:
+			st.configDumps--
+			if err := st.send(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_ConfigResponse{ConfigResponse: resp}}); err != nil {
 				return err
 			}
 		case <-sctx.Done():
@@ -266,6 +280,8 @@ func (st *stream) handle(m *syncpb.StreamResponse) error {
 		delete(st.certCalls, resp.GetRequestId())
 		call.done <- certResult{resp: resp}
 		return nil
+	case *syncpb.StreamResponse_ConfigRequest:
+		return st.serveConfig(msg.ConfigRequest)
 	case *syncpb.StreamResponse_Heartbeat:
 		return nil
 	default:
@@ -377,5 +393,63 @@ func (st *stream) sendReports() error {
 		st.inFlight[seq] = true
 		st.sentAny, st.sentUpTo = true, seq
 	}
+	return nil
+}
+
+// serveConfig answers global's ConfigRequest with Config.ConfigDumper's
+// dump, in a goroutine: the dump is the zone's own work and must not stall
+// the stream. The goroutine hands the answer to the loop (which alone
+// sends); it answers by the timeout even if the dumper has not returned.
+func (st *stream) serveConfig(req *syncpb.ConfigRequest) error {
+	id, mesh, name := req.GetRequestId(), req.GetMesh(), req.GetName()
+	dumper := st.c.cfg.ConfigDumper
+	if dumper == nil || st.configDumps >= maxConfigDumps {
+		resp := &syncpb.ConfigResponse{RequestId: id, Error: "this zone does not serve config dumps"}
+		if dumper != nil {
+			resp.Error = fmt.Sprintf("zone %s replica %s is busy with %d config dumps; ask again", st.c.cfg.Zone, st.c.cfg.ReplicaID, st.configDumps)
+		}
+		return st.send(&syncpb.StreamRequest{Msg: &syncpb.StreamRequest_ConfigResponse{ConfigResponse: resp}})
+	}
+	st.configDumps++
+	sctx, answers, timeout := st.sctx, st.configAnswers, st.c.cfg.ConfigDumpTimeout
+	logger := st.c.logger
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		ctx, cancel := context.WithTimeout(sctx, timeout)
+		defer cancel()
+		type result struct {
+			json []byte
+			err  error
+		}
+		// The dumper runs in its own goroutine so that a dumper ignoring
+		// ctx delays neither the answer nor the stream's end.
+		done := make(chan result, 1)
+		go func() {
+			b, err := dumper(ctx, mesh, name)
+			done <- result{b, err}
+		}()
+		resp := &syncpb.ConfigResponse{RequestId: id}
+		select {
+		case r := <-done:
+			switch {
+			case r.err != nil:
+				resp.Error = r.err.Error()
+			case len(r.json) == 0:
+				resp.Error = "the zone's config dump is empty"
+			default:
+				resp.Json = r.json
+			}
+		case <-ctx.Done():
+			resp.Error = fmt.Sprintf("the zone's config dump did not finish within %s", timeout)
+		}
+		if resp.Error != "" {
+			logger.Debug("config dump for global failed", "mesh", mesh, "dataplane", name, "err", resp.Error)
+		}
+		select {
+		case answers <- resp:
+		case <-sctx.Done():
+		}
+	}()
 	return nil
 }
