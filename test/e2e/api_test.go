@@ -148,6 +148,7 @@ func testDefaultMeshAndTypes(t *testing.T, s *shared) {
 		"MeshTimeout":           {"meshtimeouts", "mesh", "global"},
 		"MeshRetry":             {"meshretries", "mesh", "global"},
 		"ZoneInsight":           {"zone-insights", "global", "global"},
+		"DataplaneInsight":      {"dataplane-insights", "mesh", "zone"},
 		"ZoneTokenRevocation":   {"zonetokenrevocations", "global", "global"},
 	}
 	got := map[string][3]string{}
