@@ -267,3 +267,39 @@ func (s *DataplaneSpec) EffectiveMetrics(mesh *MeshSpec) *MetricsBackend {
 	out.defaults()
 	return &out
 }
+
+// DecodeDataplane decodes a Dataplane (YAML or JSON) meant for mesh and
+// name — a proxy's own definition, from a file or node metadata. Its type
+// must be Dataplane; a mesh or name it leaves out is filled in from the
+// arguments, and one that differs is refused (naming the field); an empty
+// argument takes the document's. It is then prepared (defaults,
+// validation).
+func DecodeDataplane(doc []byte, mesh, name string) (*Resource, error) {
+	r, err := Decode(doc)
+	if err != nil {
+		return nil, err
+	}
+	v := &Validator{}
+	if r.Type != TypeDataplane {
+		v.Add("type", "must be %s, not %q", TypeDataplane, r.Type)
+		return nil, v.Err()
+	}
+	for _, f := range []struct {
+		field     string
+		doc, want *string
+	}{{"mesh", &r.Mesh, &mesh}, {"name", &r.Name, &name}} {
+		switch {
+		case *f.doc == "":
+			*f.doc = *f.want
+		case *f.want != "" && *f.doc != *f.want:
+			v.Add(Path(f.field), "%q does not match the requested %s %q", *f.doc, f.field, *f.want)
+		}
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if err := Prepare(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -252,4 +253,25 @@ networking:
       kuma.io/service: web
 `, want: []string{"networking.inbound[0].protocol"}},
 	})
+}
+
+func TestDecodeDataplane(t *testing.T) {
+	doc := "type: Dataplane\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound: [{port: 80, tags: {kuma.io/service: web}}]\n"
+	dp, err := DecodeDataplane([]byte(doc), "default", "web-1")
+	if err != nil || dp.Mesh != "default" || dp.Name != "web-1" {
+		t.Fatalf("DecodeDataplane = %v, %v; want mesh filled in", dp, err)
+	}
+	if dp, err := DecodeDataplane([]byte(doc), "default", ""); err != nil || dp.Name != "web-1" {
+		t.Fatalf("an empty name takes the document's: %v, %v", dp, err)
+	}
+	for _, c := range []struct{ doc, mesh, name, want string }{
+		{"type: Mesh\nname: x\n", "default", "x", "type: must be Dataplane"},
+		{doc, "default", "web-2", `name: "web-1" does not match the requested name "web-2"`},
+		{strings.Replace(doc, "port: 80", "port: 0", 1), "default", "web-1", "networking.inbound[0].port"},
+		{"not: [yaml", "default", "web-1", ""},
+	} {
+		if _, err := DecodeDataplane([]byte(c.doc), c.mesh, c.name); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("DecodeDataplane(%q) = %v; want an error with %q", c.doc, err, c.want)
+		}
+	}
 }

@@ -171,27 +171,12 @@ func readDataplane(stdin io.Reader, f *bootstrapFlags, format string) (*api.Reso
 		return nil, fmt.Errorf("--dataplane-file: %w", err)
 	}
 	at := "--dataplane-file " + f.dataplaneFile
-	r, err := api.Decode(data)
+	r, err := api.DecodeDataplane(data, f.mesh, f.name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
+	f.mesh, f.name = r.Mesh, r.Name
 	v := &api.Validator{}
-	if r.Type != api.TypeDataplane {
-		v.Add("type", "must be %s, not %q", api.TypeDataplane, r.Type)
-		return nil, fmt.Errorf("%s: %w", at, v.Err())
-	}
-	fill := func(field, flag string, inFile, inFlag *string) {
-		switch {
-		case *inFile == "":
-			*inFile = *inFlag
-		case *inFlag == "":
-			*inFlag = *inFile
-		case *inFile != *inFlag:
-			v.Add(api.Path(field), "%q does not match %s %q", *inFile, flag, *inFlag)
-		}
-	}
-	fill("mesh", "--mesh", &r.Mesh, &f.mesh)
-	fill("name", "--name", &r.Name, &f.name)
 	proxy := r.Labels[generate.LabelProxy]
 	switch {
 	case format == formatGRPC && proxy == "":
@@ -205,9 +190,6 @@ func readDataplane(stdin io.Reader, f *bootstrapFlags, format string) (*api.Reso
 		v.Add(api.Path("labels").Key(generate.LabelProxy), "%q marks a proxyless gRPC application: use grpc-bootstrap, or remove the label for Envoy", proxy)
 	}
 	if err := v.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", at, err)
-	}
-	if err := api.Prepare(r); err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
 	return r, nil

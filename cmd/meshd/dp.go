@@ -75,19 +75,10 @@ func readDataplane(path, mesh, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	dp, err := api.Decode(b)
+	dp, err := api.DecodeDataplane(b, mesh, name)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case dp.Type != api.TypeDataplane:
-		return nil, fmt.Errorf("type: must be %s, not %q", api.TypeDataplane, dp.Type)
-	case dp.Mesh != "" && dp.Mesh != mesh:
-		return nil, fmt.Errorf("mesh: %q, but --mesh is %q", dp.Mesh, mesh)
-	case dp.Name != "" && dp.Name != name:
-		return nil, fmt.Errorf("name: %q, but --name is %q", dp.Name, name)
-	}
-	dp.Mesh, dp.Name = mesh, name
 	if dp.Labels == nil {
 		dp.Labels = map[string]string{}
 	}
@@ -95,8 +86,5 @@ func readDataplane(path, mesh, name string) ([]byte, error) {
 		return nil, fmt.Errorf("labels[%q]: %q, but a grpc-agent serves proxyless gRPC applications (%q)", generate.LabelProxy, v, generate.ProxyGRPC)
 	}
 	dp.Labels[generate.LabelProxy] = generate.ProxyGRPC
-	if err := api.Prepare(dp); err != nil {
-		return nil, err
-	}
 	return dp.MarshalJSON()
 }

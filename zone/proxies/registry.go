@@ -191,23 +191,7 @@ func decodeDataplane(v *structpb.Value, mesh, name string) (*api.Resource, error
 	default:
 		return nil, fmt.Errorf("must be an object or a string holding the Dataplane, not %T", v.GetKind())
 	}
-	dp, err := api.Decode(doc)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case dp.Type != api.TypeDataplane:
-		return nil, fmt.Errorf("type: must be %s, not %q", api.TypeDataplane, dp.Type)
-	case dp.Mesh != "" && dp.Mesh != mesh:
-		return nil, fmt.Errorf("mesh: %q, but the node id says mesh %q", dp.Mesh, mesh)
-	case dp.Name != "" && dp.Name != name:
-		return nil, fmt.Errorf("name: %q, but the node id says name %q", dp.Name, name)
-	}
-	dp.Mesh, dp.Name = mesh, name
-	if err := api.Prepare(dp); err != nil {
-		return nil, err
-	}
-	return dp, nil
+	return api.DecodeDataplane(doc, mesh, name)
 }
 
 // sameSpec reports whether two Dataplanes have the same spec.
