@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -84,34 +85,49 @@ type typeKey struct {
 
 // typeSet is one type's resources, shared by every node that receives
 // exactly these resources (refs counts the nodes). It is read-only once
-// built: go-control-plane reads its maps without locks.
+// built: go-control-plane reads its maps without locks. Only the map the
+// state-of-the-world path reads (withTTL) is built up front; the by-name
+// and version maps, which delta streams and config dumps read, are built on
+// first use: most proxies' own sets are never asked for them, and 10,000
+// proxies hold tens of thousands of sets.
 type typeSet struct {
-	key       typeKey
-	refs      int
-	entries   []*entry
+	key     typeKey
+	refs    int
+	entries []*entry
+	withTTL map[string]types.ResourceWithTTL
+
+	lazy      sync.Once
 	resources map[string]types.Resource
-	withTTL   map[string]types.ResourceWithTTL
 	versions  map[string]string
 }
 
-// newTypeSet builds a set's maps; duplicate names are an error.
+// newTypeSet builds a set; duplicate names are an error.
 func newTypeSet(key typeKey, entries []*entry) (*typeSet, error) {
 	ts := &typeSet{
-		key:       key,
-		entries:   entries,
-		resources: make(map[string]types.Resource, len(entries)),
-		withTTL:   make(map[string]types.ResourceWithTTL, len(entries)),
-		versions:  make(map[string]string, len(entries)),
+		key:     key,
+		entries: entries,
+		withTTL: make(map[string]types.ResourceWithTTL, len(entries)),
 	}
 	for _, e := range entries {
-		if _, dup := ts.resources[e.name]; dup {
+		if _, dup := ts.withTTL[e.name]; dup {
 			return nil, fmt.Errorf("%s: two resources named %q", key.typeURL, e.name)
 		}
-		ts.resources[e.name] = e.res
 		ts.withTTL[e.name] = types.ResourceWithTTL{Resource: e.res}
-		ts.versions[e.name] = e.version
 	}
 	return ts, nil
+}
+
+// maps returns the by-name resources and versions, built once.
+func (ts *typeSet) maps() (map[string]types.Resource, map[string]string) {
+	ts.lazy.Do(func() {
+		ts.resources = make(map[string]types.Resource, len(ts.entries))
+		ts.versions = make(map[string]string, len(ts.entries))
+		for _, e := range ts.entries {
+			ts.resources[e.name] = e.res
+			ts.versions[e.name] = e.version
+		}
+	})
+	return ts.resources, ts.versions
 }
 
 // snapshot is one node's resources: a cache.ResourceSnapshot whose version
@@ -148,7 +164,8 @@ func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceW
 
 func (s *snapshot) GetResources(typeURL string) map[string]types.Resource {
 	if ts := s.set(typeURL); ts != nil {
-		return ts.resources
+		res, _ := ts.maps()
+		return res
 	}
 	return nil
 }
@@ -157,7 +174,8 @@ func (s *snapshot) ConstructVersionMap() error { return nil }
 
 func (s *snapshot) GetVersionMap(typeURL string) map[string]string {
 	if ts := s.set(typeURL); ts != nil {
-		return ts.versions
+		_, versions := ts.maps()
+		return versions
 	}
 	return nil
 }
