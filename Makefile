@@ -30,7 +30,7 @@ test:
 # a real meshd process, then a real three-node cluster (writes through every
 # node, leader failover). Figures are printed, never asserted.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./api/... ./global/...
+	$(GO) test -run '^$$' -bench . -benchmem ./api/... ./global/... ./ca ./xds/... ./zone/...
 	$(GO) run ./test/bench/apibench -meshd ./$(BIN)/meshd
 	$(GO) run ./test/bench/clusterbench -meshd ./$(BIN)/meshd
 	$(GO) run ./test/bench/syncbench
