@@ -439,3 +439,30 @@ func TestCompileFrom(t *testing.T) {
 		t.Errorf("a service whose instances left is not changed: %v", after.ChangedServices())
 	}
 }
+
+// TestOutboundListenersShared: two proxies with the same outbound (address,
+// port, service) get the same listener object.
+func TestOutboundListenersShared(t *testing.T) {
+	m := mustCompile(t, meshAView(true))
+	a := dataplane("a", "web-7", "10.1.0.70", []api.DataplaneInbound{inbound(8080, "web", "http")}, []api.DataplaneOutbound{outbound(20001, "backend")})
+	b := dataplane("a", "web-8", "10.1.0.80", []api.DataplaneInbound{inbound(8080, "web", "http")}, []api.DataplaneOutbound{outbound(20001, "backend")})
+	ra, err := m.Proxy(a, KindEnvoy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := m.Proxy(b, KindEnvoy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func(r *Resources) any {
+		for _, l := range r.Listeners {
+			if l.GetName() == OutboundListenerName("127.0.0.1", 20001) {
+				return l
+			}
+		}
+		return nil
+	}
+	if la, lb := find(ra), find(rb); la == nil || la != lb {
+		t.Errorf("outbound listeners %p and %p: want one shared object", la, lb)
+	}
+}

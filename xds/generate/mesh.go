@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -41,6 +42,11 @@ type Mesh struct {
 	// changed names the services whose protos differ from the previous
 	// compilation's (all of them without one), removed ones included.
 	changed map[string]bool
+	// outbounds are the Envoy outbound listeners built so far, shared by
+	// the proxies that have the same one (the only state Proxy writes:
+	// guarded by outMu).
+	outMu     sync.Mutex
+	outbounds map[outboundKey]*listener.Listener
 
 	mtls     *MTLS         // nil: mTLS off
 	caSecret *tlsv3.Secret // the Envoys' MeshCASecretName secret (mTLS on)
@@ -128,6 +134,7 @@ func CompileFrom(view *MeshView, prev *Mesh) (*Mesh, error) {
 		services:  map[string]*service{},
 		done:      checked{},
 		filters:   map[*listener.Filter]*refs{},
+		outbounds: map[outboundKey]*listener.Listener{},
 		changed:   map[string]bool{},
 	}
 	if prev != nil && (prev.name != m.name || prev.localZone != m.localZone) {
@@ -475,6 +482,30 @@ func (m *Mesh) build(s *service, localityAware bool) error {
 	return nil
 }
 
+// outboundKey identifies an outbound listener: the same address, port and
+// (shared) filter make the same listener, whatever proxy it is for.
+type outboundKey struct {
+	ip     string
+	port   uint32
+	filter *listener.Filter
+}
+
+// outboundListener returns the outbound listener on ip:port with filter f,
+// shared by every proxy of the Mesh that has it (proxies calling a service
+// on the same local port hold one object, and the xDS server recognizes it
+// by pointer).
+func (m *Mesh) outboundListener(ip string, port uint32, f *listener.Filter) *listener.Listener {
+	k := outboundKey{ip, port, f}
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	if l := m.outbounds[k]; l != nil {
+		return l
+	}
+	l := socketListener(OutboundListenerName(ip, port), ip, port, core.TrafficDirection_OUTBOUND, f)
+	m.outbounds[k] = l
+	return l
+}
+
 // service returns the named service of m (nil for a nil Mesh).
 func (m *Mesh) service(name string) *service {
 	if m == nil {
@@ -703,7 +734,7 @@ func (m *Mesh) envoy(name string, spec *api.DataplaneSpec, opts ProxyOptions) (*
 			}
 		}
 		clusters[svc] = true
-		res.Listeners = append(res.Listeners, socketListener(OutboundListenerName(ip, out.Port), ip, out.Port, core.TrafficDirection_OUTBOUND, f))
+		res.Listeners = append(res.Listeners, m.outboundListener(ip, out.Port, f))
 	}
 	if traced {
 		res.Clusters = append(res.Clusters, tr.cluster)
