@@ -184,8 +184,18 @@ func (in *insights) flush(now time.Time) {
 		}
 		writes = append(writes, insightResource(k, next))
 	}
-	// Stored insights claiming live streams this replica does not have.
+	// Stored insights of Dataplanes that are gone (deleted through the
+	// API, say) go too; those claiming live streams this replica does not
+	// have are closed.
 	for _, r := range inv.List(api.TypeDataplaneInsight, "") {
+		dpKey := api.Key{Type: api.TypeDataplane, Mesh: r.Mesh, Name: r.Name}
+		if _, ok := inv.Get(dpKey); !ok {
+			if _, err := inv.DeleteSystem(r.Key()); err != nil && !api.IsNotFound(err) {
+				in.p.logger.Warn("removing the insight of a deleted Dataplane", "dataplane", r.Mesh+"."+r.Name, "err", err)
+			}
+			in.forget(dpKey)
+			continue
+		}
 		if seen[r.Key()] {
 			continue
 		}

@@ -424,12 +424,24 @@ func TestInsights(t *testing.T) {
 
 	// A live stream stored for this replica but unknown to it (it
 	// restarted): closed.
+	if _, _, err := f.inv.Put(prepared(t, dpDoc("ghost", "10.0.0.9", 8080, "web", "")), inventory.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	stale := &api.DataplaneInsightSpec{Subscriptions: []api.DiscoverySubscription{{ID: "9", ControlPlaneInstanceID: "r1", ConnectTime: time.Now()}}}
 	if _, err := f.inv.PutSystem([]*api.Resource{insightResource(api.Key{Type: api.TypeDataplane, Mesh: "default", Name: "ghost"}, stale)}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
+	ghost := api.Key{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "ghost"}
 	harness.Eventually(t, 5*time.Second, "the stale stream closed", func() bool {
-		r, ok := f.inv.Get(api.Key{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "ghost"})
+		r, ok := f.inv.Get(ghost)
 		return ok && !r.Spec.(*api.DataplaneInsightSpec).Online()
+	})
+	// Its Dataplane deleted (through the API): the insight goes too.
+	if _, err := f.inv.Delete(api.Key{Type: api.TypeDataplane, Mesh: "default", Name: "ghost"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 5*time.Second, "the deleted Dataplane's insight removed", func() bool {
+		_, ok := f.inv.Get(ghost)
+		return !ok
 	})
 }
