@@ -251,7 +251,8 @@ func (inv *Inventory) checkRecord(rec Record, now time.Time) (*api.Resource, err
 	if err != nil {
 		return nil, fmt.Errorf("type: %w", err)
 	}
-	if d.Owner != api.RoleZone || d.System {
+	if d.Owner != api.RoleZone {
+		// Zone-owned system types (DataplaneInsight) are shared too.
 		return nil, fmt.Errorf("type: %s is not a type zones own", rec.Type)
 	}
 	switch {

@@ -205,3 +205,23 @@ func TestVersionsSurviveRestartAndPrune(t *testing.T) {
 		t.Errorf("after pruning %d records, want 1", len(all))
 	}
 }
+
+// TestMergeSystemTypes: a DataplaneInsight (a zone-owned system type the
+// zone writes itself) travels between replicas like a Dataplane.
+func TestMergeSystemTypes(t *testing.T) {
+	a, b := openReplica(t, "a"), openReplica(t, "b")
+	mustPut(t, a, dataplane(t, "web-1", "10.0.0.1"))
+	ins := &api.Resource{Meta: api.Meta{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "web-1"},
+		Spec: &api.DataplaneInsightSpec{Subscriptions: []api.DiscoverySubscription{{ID: "1", ControlPlaneInstanceID: "a", ConnectTime: time.Now().UTC()}}}}
+	if err := api.Prepare(ins); err != nil {
+		t.Fatal(err)
+	}
+	if errs, err := a.PutSystem([]*api.Resource{ins}, time.Time{}); err != nil || errs[0] != nil {
+		t.Fatal(err, errs)
+	}
+	exchange(t, a, b)
+	got, ok := b.Get(api.Key{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "web-1"})
+	if !ok || !got.Spec.(*api.DataplaneInsightSpec).Online() {
+		t.Fatalf("b's copy of a's insight: %v", got)
+	}
+}
