@@ -64,7 +64,9 @@ func (v *view) Changed() <-chan struct{} {
 // is closed.
 func (v *view) follow(done <-chan struct{}) {
 	for {
-		a, b := v.rep.Watch(), v.inv.Changed()
+		// Insights (system types) change with every proxy's stream; nothing
+		// generated from the view reads them.
+		a, b := v.rep.Watch(), v.inv.SpecChanged()
 		select {
 		case <-done:
 			return

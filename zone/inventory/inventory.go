@@ -184,6 +184,7 @@ type Inventory struct {
 	replica       string
 	reportsNotify chan struct{} // closed and replaced when a report is added
 	changeNotify  chan struct{} // closed and replaced when a resource changes
+	specNotify    chan struct{} // the same, for resources other than system types
 }
 
 // Open opens the inventory file at path, creating it (mode 0600) when it
@@ -225,6 +226,7 @@ func Open(path string, logger *slog.Logger, opts Options) (*Inventory, error) {
 		replica:        opts.ReplicaID,
 		reportsNotify:  make(chan struct{}),
 		changeNotify:   make(chan struct{}),
+		specNotify:     make(chan struct{}),
 	}
 	created, err := inv.load()
 	if err != nil {
@@ -292,6 +294,15 @@ func (inv *Inventory) Changed() <-chan struct{} {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	return inv.changeNotify
+}
+
+// SpecChanged is Changed for the resources that shape the zone's
+// configuration — every type but the system ones (DataplaneInsight, which
+// proxies' streams rewrite all the time). Take it before reading.
+func (inv *Inventory) SpecChanged() <-chan struct{} {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.specNotify
 }
 
 // Status returns a summary of the outbox and the rejected resources.
@@ -427,8 +438,14 @@ func (inv *Inventory) notifyReports() {
 	inv.reportsNotify = make(chan struct{})
 }
 
-// notifyChange wakes Changed waiters. Callers hold mu for writing.
-func (inv *Inventory) notifyChange() {
+// notifyChange wakes Changed waiters, and SpecChanged waiters when spec
+// (a resource other than a system type changed). Callers hold mu for
+// writing.
+func (inv *Inventory) notifyChange(spec bool) {
 	close(inv.changeNotify)
 	inv.changeNotify = make(chan struct{})
+	if spec {
+		close(inv.specNotify)
+		inv.specNotify = make(chan struct{})
+	}
 }

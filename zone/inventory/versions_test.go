@@ -225,3 +225,34 @@ func TestMergeSystemTypes(t *testing.T) {
 		t.Fatalf("b's copy of a's insight: %v", got)
 	}
 }
+
+// TestSpecChanged: a system type's change (an insight) wakes Changed but
+// not SpecChanged; a Dataplane's wakes both.
+func TestSpecChanged(t *testing.T) {
+	inv := openReplica(t, "a")
+	mustPut(t, inv, dataplane(t, "web-1", "10.0.0.1"))
+	all, spec := inv.Changed(), inv.SpecChanged()
+	ins := &api.Resource{Meta: api.Meta{Type: api.TypeDataplaneInsight, Mesh: "default", Name: "web-1"}, Spec: &api.DataplaneInsightSpec{}}
+	if err := api.Prepare(ins); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.PutSystem([]*api.Resource{ins}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-all:
+	default:
+		t.Error("an insight's change did not wake Changed")
+	}
+	select {
+	case <-spec:
+		t.Error("an insight's change woke SpecChanged")
+	default:
+	}
+	mustPut(t, inv, dataplane(t, "web-1", "10.0.0.2"))
+	select {
+	case <-spec:
+	default:
+		t.Error("a Dataplane's change did not wake SpecChanged")
+	}
+}

@@ -279,13 +279,16 @@ func (inv *Inventory) commit(changes ...change) error {
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	changed := false
+	changed, specChanged := false, false
 	for i, c := range changes {
 		inv.versions[c.key] = c.ver
 		if c.report == nil {
 			continue
 		}
 		changed = true
+		if d, err := api.Lookup(c.key.Type); err == nil && !d.System {
+			specChanged = true
+		}
 		c.index()
 		if superseded[i] != 0 {
 			inv.removePending(superseded[i])
@@ -295,7 +298,7 @@ func (inv *Inventory) commit(changes ...change) error {
 	inv.seq = last
 	if changed {
 		inv.notifyReports()
-		inv.notifyChange()
+		inv.notifyChange(specChanged)
 	}
 	return nil
 }
