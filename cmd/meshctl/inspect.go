@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfed/meshfed/api/client"
 	"github.com/meshfed/meshfed/api/output"
 )
 
@@ -66,28 +69,20 @@ the table: why offline zones are offline and the rejected resources with the
 zone's reasons. Global only; needs the admin token.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := output.ParseFormat(zonesFormat)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd)
-			defer cancel()
-			if len(args) == 1 {
-				ov, err := c.ZoneOverview(ctx, args[0])
+			return g.inspectRun(&zonesFormat, func(ctx context.Context, c *client.Client, w io.Writer, f output.Format) error {
+				if len(args) == 1 {
+					ov, err := c.ZoneOverview(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					return output.ZoneOverview(w, f, ov, time.Now())
+				}
+				items, err := c.ZoneOverviews(ctx)
 				if err != nil {
 					return err
 				}
-				return output.ZoneOverview(cmd.OutOrStdout(), f, ov, time.Now())
-			}
-			items, err := c.ZoneOverviews(ctx)
-			if err != nil {
-				return err
-			}
-			return output.ZoneOverviews(cmd.OutOrStdout(), f, items, time.Now())
+				return output.ZoneOverviews(w, f, items, time.Now())
+			})(cmd, args)
 		},
 	}
 	zones.Flags().StringVarP(&zonesFormat, "output", "o", "table", "output format: table, yaml, json")
@@ -103,23 +98,13 @@ one row per member with its gossip state, its Raft role in its own view
 leader, its applied and commit index, how long ago it last heard from the
 leader, and its Raft and API addresses. Needs the admin token.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := output.ParseFormat(globalFormat)
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.context(cmd)
-			defer cancel()
+		RunE: g.inspectRun(&globalFormat, func(ctx context.Context, c *client.Client, w io.Writer, f output.Format) error {
 			st, err := c.GlobalStatus(ctx)
 			if err != nil {
 				return err
 			}
-			return output.GlobalStatus(cmd.OutOrStdout(), f, st, time.Now())
-		},
+			return output.GlobalStatus(w, f, st, time.Now())
+		}),
 	}
 	global.Flags().StringVarP(&globalFormat, "output", "o", "table", "output format: table, yaml, json")
 	cmd.AddCommand(global)
